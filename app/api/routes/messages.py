@@ -1,0 +1,111 @@
+"""Messages of a room: history, send, edit, delete, and per-recipient receipts."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app import schemas
+from app.api.deps import CurrentActor, LimitsDep, WorkDep
+from app.api.problems import responses
+from app.domain import messages, watermarks
+from app.errors import ErrorCode
+
+router = APIRouter(prefix="/v1/rooms/{room_id}/messages", tags=["messages"])
+
+ROOM = ErrorCode.ROOM_NOT_FOUND
+MESSAGE = ErrorCode.MESSAGE_NOT_FOUND
+BAD = ErrorCode.VALIDATION_FAILED
+
+
+@router.get(
+    "", name="list_messages", response_model=schemas.MessagePage, responses=responses(ROOM, BAD)
+)
+async def list_messages(
+    room_id: uuid.UUID,
+    actor: CurrentActor,
+    work: WorkDep,
+    limits: LimitsDep,
+    before: Annotated[
+        int | None, Query(ge=0, description="Newest messages below this seq.")
+    ] = None,
+    after: Annotated[int | None, Query(ge=0, description="Oldest messages above this seq.")] = None,
+    limit: Annotated[int, Query(ge=1)] = 50,
+) -> schemas.MessagePage:
+    """History by seq, always ascending. Neither cursor: the newest page."""
+    return await messages.history(
+        work, actor, room_id, before=before, after=after, limit=limit, limits=limits
+    )
+
+
+@router.post(
+    "",
+    name="send_message",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.Message,
+    responses=responses(ROOM, BAD, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.CONFLICT),
+)
+async def send_message(
+    room_id: uuid.UUID,
+    body: schemas.MessageSend,
+    actor: CurrentActor,
+    work: WorkDep,
+    limits: LimitsDep,
+) -> schemas.Message:
+    """Send a message. Repeating a `client_msg_id` returns the first message, creating nothing."""
+    return await messages.send(work, actor, room_id, body, limits)
+
+
+@router.patch(
+    "/{message_id}",
+    name="edit_message",
+    response_model=schemas.Message,
+    responses=responses(ROOM, MESSAGE, ErrorCode.FORBIDDEN, ErrorCode.CONFLICT, BAD),
+)
+async def edit_message(
+    room_id: uuid.UUID,
+    message_id: uuid.UUID,
+    body: schemas.MessageEdit,
+    actor: CurrentActor,
+    work: WorkDep,
+    limits: LimitsDep,
+) -> schemas.Message:
+    """Edit your own message's body."""
+    return await messages.edit(work, actor, room_id, message_id, body.body, limits)
+
+
+@router.delete(
+    "/{message_id}",
+    name="delete_message",
+    response_model=schemas.Message,
+    responses=responses(ROOM, MESSAGE, ErrorCode.FORBIDDEN),
+)
+async def delete_message(
+    room_id: uuid.UUID, message_id: uuid.UUID, actor: CurrentActor, work: WorkDep
+) -> schemas.Message:
+    """Delete your own message for good; a tombstone stays in history."""
+    return await messages.delete(work, actor, room_id, message_id)
+
+
+@router.get(
+    "/{message_id}/receipts",
+    name="list_receipts",
+    tags=["receipts"],
+    response_model=schemas.ReceiptPage,
+    responses=responses(ROOM, MESSAGE, BAD),
+)
+async def list_receipts(
+    room_id: uuid.UUID,
+    message_id: uuid.UUID,
+    actor: CurrentActor,
+    work: WorkDep,
+    limits: LimitsDep,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1)] = 100,
+) -> schemas.ReceiptPage:
+    """When the message was delivered to and read by each recipient (null until then)."""
+    return await watermarks.message_receipts(
+        work, actor, room_id, message_id, cursor, limit, limits
+    )

@@ -1,0 +1,46 @@
+"""What the domain announces after a commit; the real-time layer turns these into pushes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMessage:
+    """A frame for every live connection of every member of a room (a new or changed message)."""
+
+    room_id: str
+    frame: dict[str, Any]
+    skip_connection: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserFrame:
+    """A frame for every live connection of some users (receipts, room events)."""
+
+    user_ids: tuple[str, ...]
+    frame: dict[str, Any]
+    skip_connection: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChanged:
+    """A user joined or left a room: their connections start or stop following it."""
+
+    room_id: str
+    user_id: str
+    change: Literal["added", "removed"]
+
+
+Event = RoomMessage | UserFrame | MembershipChanged
+
+
+@dataclass(slots=True)
+class EventLog:
+    """Events gathered during one unit of work, published only once it has committed."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)

@@ -1,0 +1,147 @@
+"""Messages: idempotent, gap-free sends; history pages; edits and tombstones.
+
+One function serves REST and the WebSocket alike; the caller's unit of work commits and
+then publishes what was emitted here.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from app import schemas
+from app.domain import pushes, views
+from app.domain.access import require_member
+from app.domain.events import RoomMessage
+from app.domain.limits import Limits
+from app.domain.ports import Actor, Work
+from app.errors import Conflict, Forbidden, MessageNotFound, PayloadTooLarge, ValidationFailed
+from app.infra.db.queries import messages, rooms
+
+
+def _check_body(body: str | None, kind: str, limits: Limits) -> None:
+    if body is not None and len(body) > limits.max_body_chars:
+        raise PayloadTooLarge(f"body is longer than {limits.max_body_chars} characters")
+    if kind == "text" and (body is None or not body.strip()):
+        raise ValidationFailed("a text message needs a non-blank body")
+
+
+def _check_content(draft: schemas.MessageSend, limits: Limits) -> None:
+    _check_body(draft.body, draft.kind, limits)
+    if draft.kind == "text" and draft.attachment is not None:
+        raise ValidationFailed("a text message carries no attachment")
+    if draft.kind != "text" and draft.attachment is None:
+        raise ValidationFailed(f"an {draft.kind} message needs an attachment")
+
+
+async def send(
+    work: Work, actor: Actor, room_id: uuid.UUID, draft: schemas.MessageSend, limits: Limits
+) -> schemas.Message:
+    """Store a message with the room's next seq, or return the one this client_msg_id made.
+
+    The room row lock is taken before the idempotency lookup, so a retry racing its
+    original waits for it and then finds it: one row, the same answer, no seq consumed.
+    """
+    _check_content(draft, limits)
+    await require_member(work.session, room_id, actor.user_id)
+    last_seq = await rooms.lock_room(work.session, room_id)
+    existing = await messages.find_by_client_id(work.session, actor.user_id, draft.client_msg_id)
+    if existing is None:
+        row = await messages.insert_message(
+            work.session,
+            {
+                "room_id": room_id,
+                "seq": last_seq + 1,
+                "sender_id": actor.user_id,
+                "kind": draft.kind,
+                "body": draft.body,
+                "attachment": draft.attachment.model_dump() if draft.attachment else None,
+                "client_msg_id": draft.client_msg_id,
+            },
+        )
+        if row is not None:
+            await rooms.advance_seq(work.session, room_id, last_seq + 1)
+            message = views.message(row)
+            work.log.emit(
+                RoomMessage(
+                    str(room_id), pushes.message(message), skip_connection=work.connection_id
+                )
+            )
+            return message
+        # The same client_msg_id committed meanwhile through another room's lock.
+        existing = await messages.find_by_client_id(
+            work.session, actor.user_id, draft.client_msg_id
+        )
+        assert existing is not None
+    if existing["room_id"] != room_id:
+        raise Conflict("this client_msg_id was already used for a message in another room")
+    return views.message(existing)
+
+
+async def history(
+    work: Work,
+    actor: Actor,
+    room_id: uuid.UUID,
+    *,
+    before: int | None,
+    after: int | None,
+    limit: int,
+    limits: Limits,
+) -> schemas.MessagePage:
+    """A page by seq, ascending. `next_cursor` continues in the same direction: pass it
+    as `after` when paging with `after`, otherwise as `before`."""
+    if not 1 <= limit <= limits.max_page_size:
+        raise ValidationFailed(f"limit must be between 1 and {limits.max_page_size}")
+    await require_member(work.session, room_id, actor.user_id)
+    rows = await messages.page(work.session, room_id, before=before, after=after, limit=limit)
+    items = [views.message(row) for row in rows]
+    next_cursor = None
+    if len(items) == limit:
+        edge = items[-1].seq if after is not None else items[0].seq
+        if after is not None or edge > 1:
+            next_cursor = str(edge)
+    return schemas.MessagePage(items=items, next_cursor=next_cursor)
+
+
+async def _own_message(
+    work: Work, actor: Actor, room_id: uuid.UUID, message_id: uuid.UUID
+) -> schemas.Message:
+    await require_member(work.session, room_id, actor.user_id)
+    row = await messages.get_message(work.session, room_id, message_id, lock=True)
+    if row is None:
+        raise MessageNotFound("no such message in this room")
+    if row["sender_id"] != actor.user_id:
+        raise Forbidden("only the sender may change a message")
+    return views.message(row)
+
+
+def _announce_update(work: Work, message: schemas.Message) -> None:
+    work.log.emit(RoomMessage(str(message.room_id), pushes.message_updated(message)))
+
+
+async def edit(
+    work: Work,
+    actor: Actor,
+    room_id: uuid.UUID,
+    message_id: uuid.UUID,
+    body: str,
+    limits: Limits,
+) -> schemas.Message:
+    current = await _own_message(work, actor, room_id, message_id)
+    if current.deleted:
+        raise Conflict("a deleted message cannot be edited")
+    _check_body(body, current.kind, limits)
+    updated = views.message(await messages.edit(work.session, message_id, body))
+    _announce_update(work, updated)
+    return updated
+
+
+async def delete(
+    work: Work, actor: Actor, room_id: uuid.UUID, message_id: uuid.UUID
+) -> schemas.Message:
+    """Tombstone a message; deleting it again changes nothing and announces nothing."""
+    current = await _own_message(work, actor, room_id, message_id)
+    if current.deleted:
+        return current
+    tombstone = views.message(await messages.tombstone(work.session, message_id))
+    _announce_update(work, tombstone)
+    return tombstone

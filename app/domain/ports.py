@@ -1,0 +1,43 @@
+"""What the domain needs from the outside world, as small interfaces."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain.events import Event, EventLog
+
+
+class EventPublisher(Protocol):
+    """Delivers committed events to every instance (Redis pub/sub in production)."""
+
+    async def publish(self, events: Iterable[Event]) -> None: ...
+
+
+class PresenceReader(Protocol):
+    """Which of these users have a live connection anywhere right now."""
+
+    async def online(self, user_ids: Iterable[str]) -> set[str]: ...
+
+
+@dataclass(slots=True)
+class Work:
+    """One unit of work: a transaction, the events it will publish once committed, and the
+    connection it came from (so a sender's own socket is answered by its ack, not a push)."""
+
+    session: AsyncSession
+    log: EventLog
+    connection_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The authenticated caller. Always from the token, never from a request body."""
+
+    user_id: str
+    name: str | None = None
+    token_expires_at: datetime | None = None

@@ -1,0 +1,32 @@
+"""Users: first sight from a token, and who may look up whom."""
+
+from __future__ import annotations
+
+from app import schemas
+from app.domain import presence as presence_rules
+from app.domain.ports import Actor, PresenceReader, Work
+from app.errors import UserNotFound
+from app.infra.db.queries import users
+
+
+async def sign_in(work: Work, actor: Actor) -> None:
+    """Create the user row on first sight of a `sub`; keep the display name current."""
+    await users.upsert_user(work.session, actor.user_id, actor.name)
+
+
+async def describe(
+    work: Work, presence: PresenceReader, actor: Actor, user_id: str
+) -> schemas.User:
+    """A user the actor may see (themselves or someone sharing a room); otherwise not found."""
+    if not await presence_rules.visible_to(work, actor, [user_id]):
+        raise UserNotFound("no such user")
+    rows = await users.get_users(work.session, [user_id])
+    if not rows:
+        raise UserNotFound("no such user")
+    online = await presence.online([user_id])
+    return schemas.User(
+        id=user_id,
+        name=rows[0]["name"],
+        online=user_id in online,
+        last_seen=rows[0]["last_seen_at"],
+    )

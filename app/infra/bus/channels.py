@@ -1,0 +1,13 @@
+"""Redis channel names: an instance subscribes only to rooms and users it has sockets for."""
+
+from __future__ import annotations
+
+PREFIX = "chat"
+
+
+def room(room_id: str) -> str:
+    return f"{PREFIX}:room:{room_id}"
+
+
+def user(user_id: str) -> str:
+    return f"{PREFIX}:user:{user_id}"

@@ -1,0 +1,102 @@
+"""Messages: insert under the room lock, idempotency lookups, pages by seq, tombstones."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import RowMapping, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.infra.db.tables import Message, table
+
+messages = table(Message)
+
+
+async def find_by_client_id(
+    session: AsyncSession, sender_id: str, client_msg_id: uuid.UUID
+) -> RowMapping | None:
+    stmt = select(messages).where(
+        messages.c.sender_id == sender_id, messages.c.client_msg_id == client_msg_id
+    )
+    return (await session.execute(stmt)).mappings().one_or_none()
+
+
+async def insert_message(session: AsyncSession, values: dict[str, Any]) -> RowMapping | None:
+    """Insert; None when (sender, client_msg_id) already exists (a concurrent retry won)."""
+    stmt = (
+        insert(messages)
+        .values(id=uuid.uuid4(), **values)
+        .on_conflict_do_nothing(index_elements=[messages.c.sender_id, messages.c.client_msg_id])
+        .returning(*messages.c)
+    )
+    return (await session.execute(stmt)).mappings().one_or_none()
+
+
+async def get_message(
+    session: AsyncSession, room_id: uuid.UUID, message_id: uuid.UUID, *, lock: bool = False
+) -> RowMapping | None:
+    stmt = select(messages).where(messages.c.room_id == room_id, messages.c.id == message_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).mappings().one_or_none()
+
+
+async def page(
+    session: AsyncSession,
+    room_id: uuid.UUID,
+    *,
+    before: int | None,
+    after: int | None,
+    limit: int,
+) -> Sequence[RowMapping]:
+    """Up to `limit` messages by seq, returned ascending.
+
+    With `after`, the oldest above it (bounded by `before` if given); otherwise the
+    newest below `before` (or the newest of all).
+    """
+    stmt = select(messages).where(messages.c.room_id == room_id)
+    if before is not None:
+        stmt = stmt.where(messages.c.seq < before)
+    if after is not None:
+        stmt = stmt.where(messages.c.seq > after).order_by(messages.c.seq.asc())
+        return (await session.execute(stmt.limit(limit))).mappings().all()
+    rows = (await session.execute(stmt.order_by(messages.c.seq.desc()).limit(limit))).mappings()
+    return list(reversed(rows.all()))
+
+
+async def edit(session: AsyncSession, message_id: uuid.UUID, body: str) -> RowMapping:
+    stmt = (
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(body=body, edited_at=func.now())
+        .returning(*messages.c)
+    )
+    return (await session.execute(stmt)).mappings().one()
+
+
+async def tombstone(session: AsyncSession, message_id: uuid.UUID) -> RowMapping:
+    """Remove body and attachment for good; the row stays so `seq` keeps no gap."""
+    stmt = (
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(body=None, attachment=None, deleted_at=func.now())
+        .returning(*messages.c)
+    )
+    return (await session.execute(stmt)).mappings().one()
+
+
+async def senders_between(
+    session: AsyncSession, room_id: uuid.UUID, low: int, high: int
+) -> set[str]:
+    """Who sent messages with low < seq <= high: the people a watermark move concerns."""
+    if high <= low:
+        return set()
+    stmt = (
+        select(messages.c.sender_id)
+        .distinct()
+        .where(messages.c.room_id == room_id, messages.c.seq > low, messages.c.seq <= high)
+    )
+    return set((await session.execute(stmt)).scalars().all())

@@ -1,0 +1,167 @@
+"""The PostgreSQL schema as SQLModel tables; Alembic migrations are checked against it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlmodel import Field, SQLModel
+
+# Stable constraint names, so migrations stay reviewable and `alembic check` stays quiet.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+NOW = text("now()")
+
+
+def _ts(*, nullable: bool = False, default: bool = False) -> Any:
+    return Field(
+        sa_column=Column(
+            DateTime(timezone=True), nullable=nullable, server_default=NOW if default else None
+        )
+    )
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    name: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    created_at: datetime = _ts(default=True)
+    last_seen_at: datetime | None = _ts(nullable=True)
+
+
+class Room(SQLModel, table=True):
+    __tablename__ = "rooms"
+    __table_args__ = (
+        CheckConstraint("kind IN ('direct', 'group')", name="kind"),
+        # One private room per pair: the two ids are stored sorted, so (a, b) and (b, a) collide.
+        UniqueConstraint("direct_low", "direct_high"),
+        CheckConstraint(
+            "(kind = 'direct') = (direct_low IS NOT NULL AND direct_high IS NOT NULL)",
+            name="direct_pair",
+        ),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    kind: str = Field(sa_column=Column(String(10), nullable=False))
+    name: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    last_seq: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    created_at: datetime = _ts(default=True)
+    last_activity_at: datetime = _ts(default=True)
+    direct_low: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    direct_high: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+
+
+class Member(SQLModel, table=True):
+    __tablename__ = "members"
+    __table_args__ = (
+        CheckConstraint("role IN ('owner', 'admin', 'member')", name="role"),
+        CheckConstraint("read_seq <= delivered_seq", name="read_implies_delivered"),
+        # "My rooms" is the hottest listing; it starts from the user.
+        Index(None, "user_id", "room_id"),
+    )
+
+    room_id: uuid.UUID = Field(
+        sa_column=Column(
+            UUID(as_uuid=True), ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    user_id: str = Field(sa_column=Column(String(64), ForeignKey("users.id"), primary_key=True))
+    role: str = Field(sa_column=Column(String(10), nullable=False))
+    delivered_seq: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    read_seq: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    # The room's last_seq when the member joined: earlier messages were not sent to them,
+    # so they are not among those messages' recipients.
+    joined_seq: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    joined_at: datetime = _ts(default=True)
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "messages"
+    __table_args__ = (
+        CheckConstraint("kind IN ('text', 'image', 'file')", name="kind"),
+        UniqueConstraint("room_id", "seq"),
+        UniqueConstraint("sender_id", "client_msg_id"),
+        # Unread counts scan a member's unread range for messages by others.
+        Index(None, "room_id", "seq", "sender_id"),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    room_id: uuid.UUID = Field(
+        sa_column=Column(
+            UUID(as_uuid=True), ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sender_id: str = Field(sa_column=Column(String(64), ForeignKey("users.id"), nullable=False))
+    kind: str = Field(sa_column=Column(String(10), nullable=False))
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    attachment: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    client_msg_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    created_at: datetime = _ts(default=True)
+    edited_at: datetime | None = _ts(nullable=True)
+    deleted_at: datetime | None = _ts(nullable=True)
+
+
+class Receipt(SQLModel, table=True):
+    """One row each time a member's watermark moves: "kind reached up_to_seq at `at`".
+
+    The time a given message was delivered to / read by a member is the `at` of the first
+    row whose up_to_seq reaches it, so status stays exact without a row per message.
+    """
+
+    __tablename__ = "receipts"
+    __table_args__ = (
+        CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
+        Index(None, "room_id", "user_id", "kind", "up_to_seq"),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    room_id: uuid.UUID = Field(
+        sa_column=Column(
+            UUID(as_uuid=True), ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    user_id: str = Field(sa_column=Column(String(64), ForeignKey("users.id"), nullable=False))
+    kind: str = Field(sa_column=Column(String(10), nullable=False))
+    up_to_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    at: datetime = _ts(default=True)
+
+
+def table(model: type[SQLModel]) -> Table:
+    """The Core table of a model, for the query modules' SQL expressions."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]

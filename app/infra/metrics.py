@@ -1,0 +1,38 @@
+"""Prometheus figures, in a registry of their own per app so two apps can share a process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "chat_http_requests_total",
+            "HTTP requests by route template and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "chat_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.messages_sent = Counter(
+            "chat_messages_sent_total", "Messages stored (new, not idempotent repeats).", registry=r
+        )
+        self.store_errors = Counter(
+            "chat_store_errors_total", "Failed calls to a store.", ["store"], registry=r
+        )
+        self.connections = Gauge(
+            "chat_ws_connections", "Open WebSocket connections on this instance.", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

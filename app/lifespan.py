@@ -1,0 +1,108 @@
+"""Builds every piece of infrastructure once, hands it out as `Services`, closes it in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.auth.tokens import TokenVerifier, resolve_secret
+from app.domain.limits import Limits
+from app.infra import migrate
+from app.infra.bus.redis import RedisBus
+from app.infra.db.engine import make_engine, make_sessionmaker
+from app.infra.embedded import EmbeddedPostgres, EmbeddedRedis
+from app.infra.metrics import Metrics
+from app.infra.presence.redis import RedisPresence
+from app.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    instance_id: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+    bus: RedisBus
+    presence: RedisPresence
+    verifier: TokenVerifier
+    limits: Limits
+    metrics: Metrics
+    database_url: str
+    redis_url: str
+
+
+def _data_dir(settings: Settings) -> Path:
+    return Path(settings.data_dir).resolve()
+
+
+async def _stores(settings: Settings, stack: AsyncExitStack) -> tuple[str, str]:
+    """The store URLs: as configured, or from embedded servers started (and later stopped) here."""
+    database_url, redis_url = settings.database_url, settings.redis_url
+    if database_url is None:
+        postgres = EmbeddedPostgres(_data_dir(settings))
+        database_url = await asyncio.to_thread(postgres.start)
+        stack.push_async_callback(asyncio.to_thread, postgres.stop)
+    if redis_url is None:
+        redis_server = EmbeddedRedis(_data_dir(settings))
+        redis_url = await asyncio.to_thread(redis_server.start)
+        stack.push_async_callback(asyncio.to_thread, redis_server.stop)
+    return database_url, redis_url
+
+
+@asynccontextmanager
+async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Services]:
+    verifier = TokenVerifier(settings, resolve_secret(settings))
+    async with AsyncExitStack() as stack:
+        database_url, redis_url = await _stores(settings, stack)
+        engine = make_engine(database_url, settings)
+        stack.push_async_callback(engine.dispose)
+        if settings.migrate_on_start or settings.database_url is None:
+            await migrate.upgrade(engine)
+        redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+        stack.push_async_callback(redis.aclose)
+        instance_id = settings.instance_id or uuid.uuid4().hex[:12]
+        services = Services(
+            settings=settings,
+            instance_id=instance_id,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            redis=redis,
+            bus=RedisBus(redis, instance_id, metrics),
+            presence=RedisPresence(redis),
+            verifier=verifier,
+            limits=Limits.from_settings(settings),
+            metrics=metrics,
+            database_url=database_url,
+            redis_url=redis_url,
+        )
+        log.info(
+            "started",
+            instance_id=instance_id,
+            database=engine.url.render_as_string(hide_password=True),
+            redis=redis_url.split("@")[-1],
+            embedded=settings.embedded,
+        )
+        yield services
+        log.info("stopping", instance_id=instance_id)
+
+
+def lifespan(settings: Settings, metrics: Metrics):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with run_services(settings, metrics) as services:
+            app.state.services = services
+            yield
+
+    return _lifespan

@@ -1,0 +1,62 @@
+"""Every knob of the service, read from `CHAT_*` environment variables (and `.env`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHAT_", env_file=".env", extra="ignore")
+
+    # Stores. Unset URLs mean: start the embedded servers under data_dir.
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path("./.chat-data")
+
+    # Identity.
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["HS256"])
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    max_token_bytes: int = 8192
+
+    # WebSocket and presence.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    heartbeat_s: float = 10.0
+    max_frame_bytes: int = 65536
+    frames_per_s: float = 20.0
+    max_connections_per_user: int = 10
+
+    # Content limits.
+    max_body_chars: int = 4000
+    max_group_members: int = 10000
+    max_page_size: int = 200
+    max_name_chars: int = 200
+
+    # Database behaviour under faults: a stalled store answers UNAVAILABLE, never hangs.
+    db_pool_size: int = 20
+    db_pool_timeout_s: float = 5.0
+    db_statement_timeout_ms: int = 5000
+    migrate_on_start: bool = True
+
+    # Service.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    instance_id: str | None = None
+
+    @field_validator("jwt_algorithms", "allowed_origins", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None or self.redis_url is None

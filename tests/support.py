@@ -1,0 +1,68 @@
+"""What the tests share: store locations, tokens, and a thin typed client of the REST API."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.auth.tokens import issue
+
+TEST_SECRET = "test-secret-that-is-long-enough-for-hs256!"
+
+
+@dataclass(frozen=True)
+class Stores:
+    database_url: str
+    redis_url: str
+    data_dir: Path
+
+
+def new_user_id(prefix: str = "u") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def token_for(user_id: str, name: str | None = None, ttl_s: int = 3600) -> str:
+    return issue(TEST_SECRET, user_id, name=name, ttl_s=ttl_s)
+
+
+def auth(user_id: str, name: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(user_id, name)}"}
+
+
+class Api:
+    """Calls as a given user; each returns the raw response so tests can assert status."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def call(
+        self, user_id: str, method: str, path: str, json: Any = None, **kw: Any
+    ) -> httpx.Response:
+        return await self.client.request(method, path, json=json, headers=auth(user_id), **kw)
+
+    async def group(self, owner: str, *members: str, name: str = "team") -> dict[str, Any]:
+        resp = await self.call(
+            owner, "POST", "/v1/rooms", {"name": name, "member_ids": list(members)}
+        )
+        assert resp.status_code == 201, resp.text
+        room: dict[str, Any] = resp.json()
+        return room
+
+    async def direct(self, user_id: str, other: str) -> dict[str, Any]:
+        resp = await self.call(user_id, "POST", "/v1/rooms/direct", {"user_id": other})
+        assert resp.status_code == 200, resp.text
+        room: dict[str, Any] = resp.json()
+        return room
+
+    async def send(
+        self, user_id: str, room_id: str, body: str = "hi", **fields: Any
+    ) -> dict[str, Any]:
+        payload = {"client_msg_id": str(uuid.uuid4()), "kind": "text", "body": body, **fields}
+        resp = await self.call(user_id, "POST", f"/v1/rooms/{room_id}/messages", payload)
+        assert resp.status_code == 201, resp.text
+        message: dict[str, Any] = resp.json()
+        return message
