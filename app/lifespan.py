@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,15 +16,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.tokens import TokenVerifier, resolve_secret
 from app.domain.limits import Limits
+from app.domain.typing_indicators import TypingIndicators
 from app.infra import migrate
+from app.infra.bus import channels
 from app.infra.bus.redis import RedisBus
 from app.infra.db.engine import make_engine, make_sessionmaker
 from app.infra.embedded import EmbeddedPostgres, EmbeddedRedis
 from app.infra.metrics import Metrics
 from app.infra.presence.redis import RedisPresence
 from app.settings import Settings
+from app.ws.fanout import Fanout
 
 log = structlog.get_logger(__name__)
+
+SHUTDOWN_DRAIN_S = 5.0
 
 
 @dataclass(slots=True)
@@ -35,6 +40,8 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis
     bus: RedisBus
+    fanout: Fanout
+    typing: TypingIndicators
     presence: RedisPresence
     verifier: TokenVerifier
     limits: Limits
@@ -73,13 +80,19 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         stack.push_async_callback(redis.aclose)
         instance_id = settings.instance_id or uuid.uuid4().hex[:12]
+        bus = RedisBus(redis, metrics, channels.instance(instance_id))
+        fanout = Fanout(bus, instance_id, metrics)
+        bus.start(fanout.on_bus_message, fanout.on_bus_reconnect)
+        stack.push_async_callback(bus.stop)
         services = Services(
             settings=settings,
             instance_id=instance_id,
             engine=engine,
             sessions=make_sessionmaker(engine),
             redis=redis,
-            bus=RedisBus(redis, instance_id, metrics),
+            bus=bus,
+            fanout=fanout,
+            typing=TypingIndicators(fanout),
             presence=RedisPresence(redis),
             verifier=verifier,
             limits=Limits.from_settings(settings),
@@ -96,9 +109,12 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         )
         yield services
         log.info("stopping", instance_id=instance_id)
+        await fanout.drain(1001, "server shutting down", SHUTDOWN_DRAIN_S)
 
 
-def lifespan(settings: Settings, metrics: Metrics):  # type: ignore[no-untyped-def]
+def lifespan(
+    settings: Settings, metrics: Metrics
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with run_services(settings, metrics) as services:

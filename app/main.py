@@ -13,6 +13,7 @@ from app.infra.metrics import Metrics
 from app.lifespan import lifespan
 from app.serialization import FastJSONResponse
 from app.settings import Settings
+from app.ws import endpoint
 
 DESCRIPTION = """\
 A real-time messaging backend: private and group rooms, messages with a per-room
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Observe, metrics=metrics, max_body_bytes=settings.max_frame_bytes)
     for module in (health, users, rooms, messages):
         app.include_router(module.router)
+    app.include_router(endpoint.router)
     return app
 
 

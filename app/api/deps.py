@@ -9,11 +9,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.domain import users
-from app.domain.events import EventLog
 from app.domain.limits import Limits
 from app.domain.ports import Actor, Work
 from app.errors import Unauthorized
 from app.lifespan import Services
+from app.work import unit_of_work
 
 
 def get_services(request: Request) -> Services:
@@ -31,19 +31,14 @@ def get_limits(services: ServicesDep) -> Limits:
 LimitsDep = Annotated[Limits, Depends(get_limits)]
 
 
-async def unit_of_work(services: ServicesDep) -> AsyncIterator[Work]:
-    """One transaction per request; its events are published only after it commits."""
-    async with services.sessions() as session:
-        work = Work(session=session, log=EventLog())
-        async with session.begin():
-            yield work
-    if work.log.events:
-        await services.bus.publish(work.log.events)
+async def request_work(services: ServicesDep) -> AsyncIterator[Work]:
+    async with unit_of_work(services.sessions, services.fanout) as work:
+        yield work
 
 
 # "function" scope: the commit happens before the response is sent, so a failed commit
 # is reported to the client instead of being lost after a 200.
-WorkDep = Annotated[Work, Depends(unit_of_work, scope="function")]
+WorkDep = Annotated[Work, Depends(request_work, scope="function")]
 
 bearer = HTTPBearer(
     auto_error=False,

@@ -41,12 +41,6 @@ class Observe:
         headers = dict(scope["headers"])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        declared = headers.get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await problem(ErrorCode.PAYLOAD_TOO_LARGE, "request body too large")(
-                scope, receive, send
-            )
-            return
         status = 500
         started = time.perf_counter()
         received = 0
@@ -68,6 +62,14 @@ class Observe:
                     (b"x-request-id", request_id.encode()),
                 ]
             await send(message)
+
+        declared = headers.get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            # Refused unread, yet tagged like every other response.
+            await problem(ErrorCode.PAYLOAD_TOO_LARGE, "request body too large")(
+                scope, receive, tagged_send
+            )
+            return
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:

@@ -13,6 +13,7 @@ class RoomMessage:
     room_id: str
     frame: dict[str, Any]
     skip_connection: str | None = None
+    skip_user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,3 +135,8 @@ async def list_rooms(
         tail = rows[-1]
         next_cursor = cursors.encode(tail["last_activity_at"].isoformat(), str(tail["id"]))
     return schemas.RoomPage(items=items, next_cursor=next_cursor)
+
+
+async def room_ids_of(work: Work, user_id: str) -> list[str]:
+    """The rooms a user's connections follow."""
+    return [str(row["room_id"]) for row in await members.memberships_of(work.session, user_id)]

@@ -30,6 +30,9 @@ class Metrics:
         self.store_errors = Counter(
             "chat_store_errors_total", "Failed calls to a store.", ["store"], registry=r
         )
+        self.frames_fanned_out = Counter(
+            "chat_frames_fanned_out_total", "Pushed frames queued to local sockets.", registry=r
+        )
         self.connections = Gauge(
             "chat_ws_connections", "Open WebSocket connections on this instance.", registry=r
         )

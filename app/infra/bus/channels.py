@@ -11,3 +11,8 @@ def room(room_id: str) -> str:
 
 def user(user_id: str) -> str:
     return f"{PREFIX}:user:{user_id}"
+
+
+def instance(instance_id: str) -> str:
+    """Each instance's own channel: keeps its subscription alive while it follows nothing."""
+    return f"{PREFIX}:instance:{instance_id}"

@@ -1,57 +1,113 @@
-"""The Redis side of fan-out: committed events become one PUBLISH per channel, pipelined.
+"""Redis pub/sub behind a small interface: publish pipelined, subscribe by channel, one
+reader task per instance on one connection.
 
-A frame is serialized once here; every instance that receives it writes those bytes to its
-sockets unchanged. Publishing happens after commit and never fails a request: a client
-that misses a push recovers the message with `sync`, since PostgreSQL holds it.
+Pub/sub is at-most-once: anything published while the subscription is down is gone. The
+reader therefore reports every reconnect, so the layer above can tell its clients to
+`sync` from PostgreSQL, which holds every acknowledged message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
 
-import orjson
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from app.domain.events import Event, MembershipChanged, RoomMessage, UserFrame
-from app.infra.bus import channels
 from app.infra.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
+OnMessage = Callable[[str, bytes], Awaitable[None]]
+OnReconnect = Callable[[], Awaitable[None]]
 
-def envelope(origin: str, event: Event) -> tuple[str, bytes] | list[tuple[str, bytes]]:
-    """The channel(s) and bytes for one event. `o` names the publishing instance."""
-    match event:
-        case RoomMessage(room_id=room_id, frame=frame, skip_connection=skip):
-            return channels.room(room_id), orjson.dumps({"o": origin, "s": skip, "f": frame})
-        case UserFrame(user_ids=user_ids, frame=frame, skip_connection=skip):
-            data = orjson.dumps({"o": origin, "s": skip, "f": frame})
-            return [(channels.user(u), data) for u in user_ids]
-        case MembershipChanged(room_id=room_id, user_id=user_id, change=change):
-            data = orjson.dumps({"o": origin, "m": {"room_id": room_id, "change": change}})
-            return channels.user(user_id), data
+RETRY_S = 0.5
 
 
 class RedisBus:
-    def __init__(self, redis: Redis, instance_id: str, metrics: Metrics) -> None:
+    def __init__(self, redis: Redis, metrics: Metrics, home_channel: str) -> None:
         self._redis = redis
-        self._instance_id = instance_id
         self._metrics = metrics
+        self._pubsub: PubSub = redis.pubsub(ignore_subscribe_messages=True)
+        self._channels: set[str] = {home_channel}
+        self._home = home_channel
+        self._reader: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
 
-    async def publish(self, events: Iterable[Event]) -> None:
-        messages: list[tuple[str, bytes]] = []
-        for event in events:
-            out = envelope(self._instance_id, event)
-            messages.extend(out if isinstance(out, list) else [out])
-        if not messages:
-            return
+    async def publish(self, messages: Iterable[tuple[str, bytes]]) -> bool:
+        """PUBLISH each (channel, data) in one round trip; False when Redis is unreachable."""
+        batch = list(messages)
+        if not batch:
+            return True
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for channel, data in messages:
+                for channel, data in batch:
                     pipe.publish(channel, data)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             self._metrics.store_errors.labels(store="redis").inc()
-            log.warning("publish_failed", error=type(exc).__name__, messages=len(messages))
+            log.warning("publish_failed", error=type(exc).__name__, messages=len(batch))
+            return False
+        return True
+
+    async def subscribe(self, channels: Iterable[str]) -> None:
+        new = set(channels) - self._channels
+        if not new:
+            return
+        self._channels |= new
+        try:
+            await self._pubsub.subscribe(*new)
+        except (RedisError, OSError) as exc:
+            # The reader resubscribes every remembered channel when it reconnects.
+            log.warning("subscribe_failed", error=type(exc).__name__)
+
+    async def unsubscribe(self, channels: Iterable[str]) -> None:
+        gone = (set(channels) & self._channels) - {self._home}
+        if not gone:
+            return
+        self._channels -= gone
+        try:
+            await self._pubsub.unsubscribe(*gone)
+        except (RedisError, OSError) as exc:
+            log.warning("unsubscribe_failed", error=type(exc).__name__)
+
+    def start(self, on_message: OnMessage, on_reconnect: OnReconnect) -> None:
+        self._reader = asyncio.create_task(self._read(on_message, on_reconnect), name="bus-reader")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _read(self, on_message: OnMessage, on_reconnect: OnReconnect) -> None:
+        first = True
+        while True:
+            try:
+                await self._pubsub.subscribe(*self._channels)
+                self.connected.set()
+                if not first:
+                    log.info("bus_resubscribed", channels=len(self._channels))
+                    await on_reconnect()
+                first = False
+                while True:
+                    message = await self._pubsub.get_message(timeout=None)
+                    if message is not None and message["type"] == "message":
+                        await on_message(message["channel"].decode(), message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self.connected.clear()
+                self._metrics.store_errors.labels(store="redis").inc()
+                log.warning("bus_disconnected", error=type(exc).__name__)
+                await self._reset()
+                await asyncio.sleep(RETRY_S)
+
+    async def _reset(self) -> None:
+        """A fresh connection for the next attempt; the old one may be half-broken."""
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)

@@ -146,3 +146,13 @@ async def rooms_in_common(
         members.c.user_id == user_id, members.c.room_id.in_(list(room_ids))
     )
     return set((await session.execute(stmt)).scalars().all())
+
+
+async def memberships_of(session: AsyncSession, user_id: str) -> Sequence[RowMapping]:
+    """Every room of a user with their delivered watermark and the room's last_seq."""
+    stmt = (
+        select(members.c.room_id, members.c.delivered_seq, rooms.c.last_seq)
+        .join(rooms, rooms.c.id == members.c.room_id)
+        .where(members.c.user_id == user_id)
+    )
+    return (await session.execute(stmt)).mappings().all()

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import RowMapping, func, select, update
+from sqlalchemy import RowMapping, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -100,3 +100,31 @@ async def senders_between(
         .where(messages.c.room_id == room_id, messages.c.seq > low, messages.c.seq <= high)
     )
     return set((await session.execute(stmt)).scalars().all())
+
+
+_AFTER_CURSORS = text(
+    """
+    SELECT m.* FROM unnest(CAST(:rooms AS uuid[]), CAST(:cursors AS bigint[])) AS c(room_id, cur)
+    CROSS JOIN LATERAL (
+        SELECT * FROM messages
+        WHERE messages.room_id = c.room_id AND messages.seq > c.cur
+        ORDER BY messages.seq
+        LIMIT :per_room
+    ) AS m
+    ORDER BY m.room_id, m.seq
+    """
+).columns(*messages.c)
+
+
+async def after_cursors(
+    session: AsyncSession, cursors: dict[uuid.UUID, int], per_room: int
+) -> Sequence[RowMapping]:
+    """Up to `per_room` messages above each room's cursor, one index range scan per room."""
+    if not cursors:
+        return []
+    rooms = list(cursors)
+    result = await session.execute(
+        _AFTER_CURSORS,
+        {"rooms": rooms, "cursors": [cursors[r] for r in rooms], "per_room": per_room},
+    )
+    return result.mappings().all()

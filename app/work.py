@@ -1,0 +1,27 @@
+"""The unit of work at the edge: one transaction per request or frame, events after commit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.domain.events import EventLog
+from app.domain.ports import EventPublisher, Work
+
+
+@asynccontextmanager
+async def unit_of_work(
+    sessions: async_sessionmaker[AsyncSession],
+    publisher: EventPublisher,
+    connection_id: str | None = None,
+) -> AsyncIterator[Work]:
+    """Commit on success, roll back on error; publish what was emitted only once committed,
+    so no client ever hears of a message that PostgreSQL does not hold."""
+    async with sessions() as session:
+        work = Work(session=session, log=EventLog(), connection_id=connection_id)
+        async with session.begin():
+            yield work
+    if work.log.events:
+        await publisher.publish(work.log.events)

@@ -1,0 +1,106 @@
+"""One WebSocket connection: who it is, what it follows, and a bounded outbox.
+
+Every frame to the client, ack or push, goes through the outbox and one writer task, so
+writes never interleave and a client that stops reading cannot stall anyone else: when
+its outbox is full it is closed (it reconnects and `sync`s) instead of buffered forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import datetime
+
+import structlog
+from starlette.websockets import WebSocket, WebSocketState
+
+log = structlog.get_logger(__name__)
+
+CLOSE_TIMEOUT_S = 2.0
+
+
+class Closed(Exception):
+    """The connection is closing; stop handling its frames."""
+
+
+class Connection:
+    def __init__(
+        self, websocket: WebSocket, user_id: str, expires_at: datetime, outbox_size: int
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.websocket = websocket
+        self.user_id = user_id
+        self.expires_at = expires_at
+        self.rooms: set[str] = set()
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(outbox_size)
+        self._writer: asyncio.Task[None] | None = None
+        self.close_code: int | None = None
+        self._reason = ""
+        self.closed = asyncio.Event()
+        # Shutdown stops taking new frames and waits for the one in hand (its ack) to finish.
+        self.draining = False
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")
+
+    def push(self, text: str) -> None:
+        """Queue a frame without waiting; a full outbox means the client is not keeping up."""
+        if self.close_code is not None:
+            return
+        try:
+            self._outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning("outbox_overflow", connection_id=self.id, user_id=self.user_id)
+            self.close(4429, "not reading fast enough; reconnect and sync")
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Close after what is already queued has been written (or at once if stuck)."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self._reason = reason
+        if self._writer is None:
+            asyncio.ensure_future(self._send_close())  # noqa: RUF006 (the close is awaited by .closed)
+            return
+        try:
+            self._outbox.put_nowait(None)
+        except asyncio.QueueFull:
+            self._writer.cancel()
+            asyncio.ensure_future(self._send_close())  # noqa: RUF006
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                text = await self._outbox.get()
+                if text is None:
+                    break
+                await self.websocket.send_text(text)
+        except asyncio.CancelledError:
+            return
+        except Exception:  # a write to a vanished peer; the reader sees the disconnect
+            self.close_code = self.close_code or 1006
+            self.closed.set()
+            return
+        await self._send_close()
+
+    async def _send_close(self) -> None:
+        try:
+            if self.websocket.application_state == WebSocketState.CONNECTED:
+                await asyncio.wait_for(
+                    self.websocket.close(self.close_code or 1000, self._reason), CLOSE_TIMEOUT_S
+                )
+        except Exception:  # closing a socket that is already gone is not an error
+            log.debug("close_failed", connection_id=self.id)
+        finally:
+            self.closed.set()
+
+    async def finish(self) -> None:
+        """Stop the writer when the connection has ended from the client's side."""
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        self.closed.set()

@@ -1,0 +1,98 @@
+"""Client frames routed by type through an explicit table; each handler returns ack data.
+
+Handlers are thin: they open a unit of work and call the same domain services as REST.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from app.auth.tokens import Claims
+from app.domain import messages, sync, watermarks
+from app.domain.ports import Actor, Work
+from app.errors import Unauthorized
+from app.lifespan import Services
+from app.work import unit_of_work
+from app.ws import frames
+from app.ws.connection import Connection
+
+
+@dataclass(slots=True)
+class Peer:
+    """One authenticated connection and what its handlers need."""
+
+    services: Services
+    connection: Connection
+    actor: Actor
+
+    def work(self) -> AbstractAsyncContextManager[Work]:
+        return unit_of_work(self.services.sessions, self.services.fanout, self.connection.id)
+
+    def renew(self, claims: Claims) -> None:
+        if claims.sub != self.actor.user_id:
+            raise Unauthorized("a renewed token must be for the same user")
+        self.connection.expires_at = claims.expires_at
+
+
+async def on_auth(peer: Peer, frame: frames.AuthFrame) -> dict[str, Any]:
+    peer.renew(peer.services.verifier.verify(frame.token))
+    return {"user_id": peer.actor.user_id, "expires_at": peer.connection.expires_at.isoformat()}
+
+
+async def on_send(peer: Peer, frame: frames.SendFrame) -> dict[str, Any]:
+    async with peer.work() as work:
+        message = await messages.send(work, peer.actor, frame.room_id, frame, peer.services.limits)
+    return {"message": message.model_dump(mode="json")}
+
+
+async def on_sync(peer: Peer, frame: frames.SyncFrame) -> dict[str, Any]:
+    async with peer.work() as work:
+        result = await sync.sync(work, peer.actor, frame.cursors, frame.limit)
+    for message in result.messages:
+        peer.connection.push(frames.MessageFrame(type="message", message=message).model_dump_json())
+    return {
+        "rooms": {
+            str(room_id): {"last_seq": r.last_seq, "has_more": r.has_more}
+            for room_id, r in result.rooms.items()
+        }
+    }
+
+
+async def _mark(peer: Peer, room_id: Any, **marks: int) -> dict[str, Any]:
+    async with peer.work() as work:
+        moved = await watermarks.mark(work, peer.actor, room_id, **marks)
+    return moved.model_dump(mode="json")
+
+
+async def on_delivered(peer: Peer, frame: frames.DeliveredFrame) -> dict[str, Any]:
+    return await _mark(peer, frame.room_id, delivered=frame.seq)
+
+
+async def on_read(peer: Peer, frame: frames.ReadFrame) -> dict[str, Any]:
+    return await _mark(peer, frame.room_id, read=frame.seq)
+
+
+async def on_typing(peer: Peer, frame: frames.TypingFrame) -> dict[str, Any]:
+    await peer.services.typing.update(
+        peer.connection.id,
+        peer.actor.user_id,
+        str(frame.room_id),
+        frame.active,
+        peer.connection.rooms,
+    )
+    return {}
+
+
+Handler = Callable[[Peer, Any], Awaitable[dict[str, Any]]]
+
+HANDLERS: dict[type[frames.ClientFrame], Handler] = {
+    frames.AuthFrame: on_auth,
+    frames.SendFrame: on_send,
+    frames.SyncFrame: on_sync,
+    frames.DeliveredFrame: on_delivered,
+    frames.ReadFrame: on_read,
+    frames.TypingFrame: on_typing,
+}

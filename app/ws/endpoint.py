@@ -1,0 +1,209 @@
+"""`GET /v1/ws`: origin check, authentication, `hello`, then the frame loop.
+
+The loop handles one frame at a time per connection, so a client's acks come back in the
+order it sent its frames. Anything a frame does goes through the same domain services as
+REST, inside a unit of work per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import structlog
+from fastapi import APIRouter, WebSocket
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.websockets import WebSocketDisconnect
+
+from app.auth.tokens import Claims
+from app.domain import rooms, users
+from app.domain.ports import Actor
+from app.errors import ChatError, ErrorCode
+from app.lifespan import Services
+from app.work import unit_of_work
+from app.ws import frames
+from app.ws.connection import Connection
+from app.ws.dispatch import HANDLERS, Peer
+from app.ws.throttle import TokenBucket
+
+log = structlog.get_logger("chat.ws")
+router = APIRouter()
+
+CLOSE_AUTH = 4401
+CLOSE_ORIGIN = 4403
+CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_TOO_MANY = 4429
+CLOSE_TOO_BIG = 1009
+# Rejected frames tolerated (beyond the bucket) before a flooding client is cut off.
+FLOOD_STRIKES = 50
+
+
+def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
+    """No Origin (not a browser), a listed origin, or the service's own origin (`/demo`)."""
+    origin = websocket.headers.get("origin")
+    if origin is None or origin in allowed:
+        return True
+    return urlsplit(origin).netloc.lower() == websocket.headers.get("host", "").lower()
+
+
+async def authenticate(websocket: WebSocket, services: Services) -> Claims | None:
+    """Claims from the Authorization header, or from an `auth` first frame in time."""
+    header = websocket.headers.get("authorization")
+    try:
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer":
+                raise ChatError("bearer token expected")
+            return services.verifier.verify(token.strip())
+        try:
+            raw = await asyncio.wait_for(websocket.receive_text(), services.settings.auth_timeout_s)
+        except TimeoutError:
+            await websocket.close(CLOSE_AUTH_TIMEOUT, "no auth frame in time")
+            return None
+        frame = frames.parse(raw)
+        if not isinstance(frame, frames.AuthFrame):
+            raise ChatError("the first frame must be auth")
+        return services.verifier.verify(frame.token)
+    except (ChatError, frames.FrameError, KeyError, RuntimeError):
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await websocket.close(CLOSE_AUTH, "authentication failed")
+        return None
+
+
+@router.websocket("/v1/ws", name="websocket")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    await websocket.accept()
+    if not origin_allowed(websocket, services.settings.allowed_origins):
+        await websocket.close(CLOSE_ORIGIN, "origin not allowed")
+        return
+    claims = await authenticate(websocket, services)
+    if claims is None:
+        return
+    actor = Actor(user_id=claims.sub, name=claims.name, token_expires_at=claims.expires_at)
+    connection = Connection(
+        websocket, actor.user_id, claims.expires_at, services.settings.outbox_frames
+    )
+    with structlog.contextvars.bound_contextvars(
+        connection_id=connection.id, user_id=actor.user_id
+    ):
+        await _serve(services, connection, actor)
+
+
+async def _serve(services: Services, connection: Connection, actor: Actor) -> None:
+    fanout = services.fanout
+    connection.start()
+    # Follow the user's channel before reading their rooms: a room joined in between is
+    # then announced to this connection rather than missed.
+    await fanout.add(connection, [])
+    try:
+        async with unit_of_work(services.sessions, fanout, connection.id) as work:
+            await users.sign_in(work, actor)
+            room_ids = await rooms.room_ids_of(work, actor.user_id)
+        await fanout.follow(connection, room_ids)
+        hello = frames.HelloFrame(
+            type="hello",
+            user_id=actor.user_id,
+            connection_id=connection.id,
+            heartbeat_s=services.settings.heartbeat_s,
+            server_time=datetime.now(UTC),
+        )
+        connection.push(hello.model_dump_json())
+        log.info("ws_connected")
+        expiry = asyncio.create_task(_expire(connection))
+        try:
+            await _frames(Peer(services, connection, actor))
+        finally:
+            expiry.cancel()
+    finally:
+        await services.typing.connection_closed(connection.id)
+        await fanout.remove(connection)
+        await connection.finish()
+        log.info("ws_closed", code=connection.close_code)
+
+
+async def _expire(connection: Connection) -> None:
+    """A connection lives no longer than its token, unless an `auth` frame renewed it."""
+    while True:
+        left = (connection.expires_at - datetime.now(UTC)).total_seconds()
+        if left <= 0:
+            connection.close(CLOSE_AUTH, "token expired")
+            return
+        await asyncio.sleep(min(left, 30.0))
+
+
+async def _frames(peer: Peer) -> None:
+    settings = peer.services.settings
+    connection = peer.connection
+    bucket = TokenBucket(settings.frames_per_s, settings.frames_per_s)
+    strikes = 0
+    while connection.close_code is None:
+        try:
+            message = await connection.websocket.receive()
+        except (RuntimeError, WebSocketDisconnect):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        raw = message.get("text")
+        if raw is None:
+            raw = message.get("bytes") or b""
+        if len(raw) > settings.max_frame_bytes:
+            connection.close(CLOSE_TOO_BIG, "frame too large")
+            return
+        if connection.draining:
+            continue
+        wait = bucket.take()
+        if wait:
+            strikes += 1
+            if strikes > FLOOD_STRIKES:
+                connection.close(CLOSE_TOO_MANY, "too many frames")
+                return
+            _reply_error(peer, None, ErrorCode.RATE_LIMITED, "slow down", int(wait * 1000) + 1)
+            continue
+        strikes = 0
+        await _handle(peer, raw)
+
+
+async def _handle(peer: Peer, raw: str | bytes) -> None:
+    connection = peer.connection
+    if isinstance(raw, bytes):
+        _reply_error(peer, None, ErrorCode.INVALID_FRAME, "frames are JSON text, not binary")
+        return
+    try:
+        frame = frames.parse(raw)
+    except frames.FrameError as exc:
+        connection.push(frames.dumps_error(exc))
+        return
+    if isinstance(frame, frames.PingFrame):
+        connection.push(
+            frames.PongFrame(type="pong", id=frame.id).model_dump_json(exclude_none=True)
+        )
+        return
+    connection.idle.clear()
+    try:
+        data = await HANDLERS[type(frame)](peer, frame)
+    except ChatError as exc:
+        _reply_error(peer, frame.id, exc.code, exc.message)
+    except (DBAPIError, PoolTimeout, RedisError, ConnectionError, TimeoutError) as exc:
+        log.warning("store_unavailable", error=type(exc).__name__, frame=frame.__class__.__name__)
+        _reply_error(peer, frame.id, ErrorCode.UNAVAILABLE, "a data store is unreachable")
+    except Exception:
+        log.exception("frame_failed", frame=frame.__class__.__name__)
+        _reply_error(peer, frame.id, ErrorCode.INTERNAL, "an unexpected error occurred")
+    else:
+        connection.push(frames.AckFrame(type="ack", id=frame.id, data=data).model_dump_json())
+    finally:
+        connection.idle.set()
+
+
+def _reply_error(
+    peer: Peer, frame_id: str | None, code: ErrorCode, message: str, retry_ms: int | None = None
+) -> None:
+    error = frames.ErrorFrame(
+        type="error", id=frame_id, code=code, message=message, retry_after_ms=retry_ms
+    )
+    peer.connection.push(error.model_dump_json(exclude_none=True))

@@ -1,0 +1,179 @@
+"""Fan-out on one instance: local connections by room and by user, and the bus under them.
+
+Committed events are delivered to local sockets first, then published once per channel
+for the other instances; each instance ignores its own echo. An instance subscribes to
+a room's or user's channel only while one of its connections follows it, so it receives
+only what its own sockets need. A frame is serialized once and the same text is queued
+for every socket that gets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import structlog
+
+from app.domain.events import Event, MembershipChanged, RoomMessage, UserFrame
+from app.infra.bus import channels, envelope
+from app.infra.bus.redis import RedisBus
+from app.infra.metrics import Metrics
+from app.ws.connection import Connection
+
+log = structlog.get_logger(__name__)
+
+RESYNC = orjson.dumps({"type": "resync"}).decode()
+
+
+class Fanout:
+    def __init__(self, bus: RedisBus, instance_id: str, metrics: Metrics) -> None:
+        self._bus = bus
+        self._instance_id = instance_id
+        self._metrics = metrics
+        self.connections: dict[str, Connection] = {}
+        self._by_user: dict[str, set[Connection]] = {}
+        self._by_room: dict[str, set[Connection]] = {}
+
+    # ---- local registry -------------------------------------------------------------
+
+    async def add(self, conn: Connection, room_ids: Iterable[str]) -> None:
+        self.connections[conn.id] = conn
+        first = conn.user_id not in self._by_user
+        self._by_user.setdefault(conn.user_id, set()).add(conn)
+        if first:
+            await self._bus.subscribe([channels.user(conn.user_id)])
+        await self._follow([conn], room_ids)
+        self._metrics.connections.set(len(self.connections))
+
+    async def remove(self, conn: Connection) -> None:
+        if self.connections.pop(conn.id, None) is None:
+            return
+        await self._unfollow([conn], list(conn.rooms))
+        mine = self._by_user.get(conn.user_id, set())
+        mine.discard(conn)
+        if not mine:
+            self._by_user.pop(conn.user_id, None)
+            await self._bus.unsubscribe([channels.user(conn.user_id)])
+        self._metrics.connections.set(len(self.connections))
+
+    def of_user(self, user_id: str) -> set[Connection]:
+        return self._by_user.get(user_id, set())
+
+    async def follow(self, conn: Connection, room_ids: Iterable[str]) -> None:
+        await self._follow([conn], room_ids)
+
+    async def _follow(self, conns: Iterable[Connection], room_ids: Iterable[str]) -> None:
+        new_channels = []
+        for room_id in room_ids:
+            followers = self._by_room.setdefault(room_id, set())
+            if not followers:
+                new_channels.append(channels.room(room_id))
+            for conn in conns:
+                followers.add(conn)
+                conn.rooms.add(room_id)
+        await self._bus.subscribe(new_channels)
+
+    async def _unfollow(self, conns: Iterable[Connection], room_ids: Iterable[str]) -> None:
+        gone = []
+        for room_id in room_ids:
+            followers = self._by_room.get(room_id, set())
+            for conn in conns:
+                followers.discard(conn)
+                conn.rooms.discard(room_id)
+            if not followers:
+                self._by_room.pop(room_id, None)
+                gone.append(channels.room(room_id))
+        await self._bus.unsubscribe(gone)
+
+    # ---- publishing (the domain's EventPublisher) ------------------------------------
+
+    async def publish(self, events: Iterable[Event]) -> None:
+        outgoing: list[tuple[str, bytes]] = []
+        header: dict[str, Any]
+        for event in events:
+            match event:
+                case RoomMessage(room_id, frame, skip_connection, skip_user):
+                    data = orjson.dumps(frame)
+                    self._to_room(room_id, data.decode(), skip_connection, skip_user)
+                    header = {"o": self._instance_id, "s": skip_connection, "u": skip_user}
+                    outgoing.append((channels.room(room_id), envelope.encode(header, data)))
+                case UserFrame(user_ids, frame, skip_connection):
+                    data = orjson.dumps(frame)
+                    text = data.decode()
+                    header = {"o": self._instance_id, "s": skip_connection}
+                    packed = envelope.encode(header, data)
+                    for user_id in user_ids:
+                        self._to_user(user_id, text, skip_connection)
+                        outgoing.append((channels.user(user_id), packed))
+                case MembershipChanged(room_id, user_id, change):
+                    await self._membership(room_id, user_id, change)
+                    membership = {"room_id": room_id, "change": change}
+                    header = {"o": self._instance_id, "m": membership}
+                    outgoing.append((channels.user(user_id), envelope.encode(header)))
+        await self._bus.publish(outgoing)
+
+    # ---- delivery --------------------------------------------------------------------
+
+    def _to_room(
+        self, room_id: str, text: str, skip_connection: str | None, skip_user: str | None
+    ) -> None:
+        for conn in list(self._by_room.get(room_id, ())):
+            if conn.id != skip_connection and conn.user_id != skip_user:
+                conn.push(text)
+                self._metrics.frames_fanned_out.inc()
+
+    def _to_user(self, user_id: str, text: str, skip_connection: str | None) -> None:
+        for conn in list(self._by_user.get(user_id, ())):
+            if conn.id != skip_connection:
+                conn.push(text)
+                self._metrics.frames_fanned_out.inc()
+
+    async def _membership(self, room_id: str, user_id: str, change: str) -> None:
+        conns = list(self._by_user.get(user_id, ()))
+        if not conns:
+            return
+        if change == "added":
+            await self._follow(conns, [room_id])
+        else:
+            await self._unfollow(conns, [room_id])
+
+    async def on_bus_message(self, channel: str, data: bytes) -> None:
+        """A frame from another instance: deliver it to the local sockets it concerns."""
+        try:
+            header, frame = envelope.decode(data)
+        except ValueError:
+            log.warning("bus_message_unreadable", channel=channel)
+            return
+        if header.get("o") == self._instance_id:
+            return
+        kind, _, key = channel.removeprefix(channels.PREFIX + ":").partition(":")
+        skip = header.get("s")
+        if kind == "room":
+            self._to_room(key, frame.decode(), skip, header.get("u"))
+        elif kind == "user":
+            if "m" in header:
+                await self._membership(header["m"]["room_id"], key, header["m"]["change"])
+            else:
+                self._to_user(key, frame.decode(), skip)
+
+    async def on_bus_reconnect(self) -> None:
+        """Pushes published while the subscription was down are lost: every local client
+        is told to `sync`, which replays them from PostgreSQL."""
+        for conn in list(self.connections.values()):
+            conn.push(RESYNC)
+
+    async def drain(self, code: int, reason: str, timeout_s: float) -> None:
+        """Close every local socket once the frame it is handling has been answered."""
+        conns = list(self.connections.values())
+        for conn in conns:
+            conn.draining = True
+
+        async def close(conn: Connection) -> None:
+            await conn.idle.wait()
+            conn.close(code, reason)
+            await conn.closed.wait()
+
+        if conns:
+            await asyncio.wait([asyncio.create_task(close(c)) for c in conns], timeout=timeout_s)

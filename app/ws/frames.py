@@ -1,0 +1,222 @@
+"""Every WebSocket frame of the contract as a typed model, and the one place frames are parsed.
+
+Parsing is strict: the JSON parser refuses NaN and Infinity, a frame must be an object
+with a known `type`, and every field is validated. A bad frame becomes a `FrameError`
+carrying the contract code (and the frame's `id`, when it had a usable one).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from app import schemas
+from app.errors import ErrorCode
+
+FrameId = Annotated[str, Field(max_length=64)]
+MAX_SYNC_LIMIT = 500
+
+
+class ClientFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: FrameId | None = None
+
+
+class AuthFrame(ClientFrame):
+    """Authenticate (as the first frame) or renew before `exp` (same `sub`)."""
+
+    type: Literal["auth"]
+    token: str = Field(max_length=16384)
+
+
+class SendFrame(ClientFrame, schemas.MessageSend):
+    """Store a message and fan it out (the REST send's body, plus the room); the ack
+    carries the stored message."""
+
+    type: Literal["send"]
+    room_id: uuid.UUID
+
+
+class SyncFrame(ClientFrame):
+    """Replay every message after each cursor; rooms left out start at `delivered_seq`."""
+
+    type: Literal["sync"]
+    cursors: dict[uuid.UUID, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    limit: int = Field(default=100, ge=1, le=MAX_SYNC_LIMIT)
+
+
+class DeliveredFrame(ClientFrame):
+    type: Literal["delivered"]
+    room_id: uuid.UUID
+    seq: int = Field(ge=0)
+
+
+class ReadFrame(ClientFrame):
+    type: Literal["read"]
+    room_id: uuid.UUID
+    seq: int = Field(ge=0)
+
+
+class TypingFrame(ClientFrame):
+    type: Literal["typing"]
+    room_id: uuid.UUID
+    active: bool
+
+
+class PresenceWatchFrame(ClientFrame):
+    """Replace the set of users whose presence this connection follows."""
+
+    type: Literal["presence.watch"]
+    user_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(max_length=500)
+
+
+class PingFrame(ClientFrame):
+    type: Literal["ping"]
+
+
+AnyClientFrame = Annotated[
+    AuthFrame
+    | SendFrame
+    | SyncFrame
+    | DeliveredFrame
+    | ReadFrame
+    | TypingFrame
+    | PresenceWatchFrame
+    | PingFrame,
+    Field(discriminator="type"),
+]
+CLIENT_TYPES = frozenset(
+    m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    for m in ClientFrame.__subclasses__()
+)
+_client_frame: TypeAdapter[AnyClientFrame] = TypeAdapter(AnyClientFrame)
+
+
+class FrameError(Exception):
+    def __init__(self, code: ErrorCode, message: str, frame_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.frame_id = frame_id
+
+
+def parse(raw: str | bytes) -> AnyClientFrame:
+    try:
+        data: Any = pydantic_core.from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        raise FrameError(ErrorCode.INVALID_FRAME, "frame is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise FrameError(ErrorCode.INVALID_FRAME, "a frame is a JSON object")
+    frame_id = data.get("id")
+    frame_id = frame_id if isinstance(frame_id, str) and len(frame_id) <= 64 else None
+    frame_type = data.get("type")
+    if not isinstance(frame_type, str):
+        raise FrameError(ErrorCode.INVALID_FRAME, "a frame needs a string `type`", frame_id)
+    if frame_type not in CLIENT_TYPES:
+        raise FrameError(
+            ErrorCode.UNKNOWN_TYPE, f"unknown frame type {frame_type[:64]!r}", frame_id
+        )
+    try:
+        return _client_frame.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "frame"
+        raise FrameError(ErrorCode.VALIDATION_FAILED, f"{where}: {first['msg']}", frame_id) from exc
+
+
+# ---- server to client ----------------------------------------------------------------
+
+
+class ServerFrame(BaseModel):
+    pass
+
+
+class HelloFrame(ServerFrame):
+    """Sent once the connection is authenticated."""
+
+    type: Literal["hello"]
+    user_id: str
+    connection_id: str
+    heartbeat_s: float
+    server_time: datetime
+
+
+class AckFrame(ServerFrame):
+    type: Literal["ack"]
+    id: str | None
+    data: dict[str, Any]
+
+
+class ErrorFrame(ServerFrame):
+    type: Literal["error"]
+    id: str | None = None
+    code: ErrorCode
+    message: str
+    retry_after_ms: int | None = None
+
+
+class PongFrame(ServerFrame):
+    type: Literal["pong"]
+    id: str | None = None
+
+
+class MessageFrame(ServerFrame):
+    """A new message in a room the connection's user belongs to."""
+
+    type: Literal["message"]
+    message: schemas.Message
+
+
+class MessageUpdatedFrame(ServerFrame):
+    """A message was edited or deleted (a tombstone)."""
+
+    type: Literal["message.updated"]
+    message: schemas.Message
+
+
+class ReceiptFrame(ServerFrame):
+    type: Literal["receipt"]
+    room_id: uuid.UUID
+    user_id: str
+    kind: Literal["delivered", "read"]
+    seq: int
+    at: datetime
+
+
+class TypingPushFrame(ServerFrame):
+    type: Literal["typing"]
+    room_id: uuid.UUID
+    user_id: str
+    active: bool
+
+
+class PresenceFrame(ServerFrame):
+    type: Literal["presence"]
+    user_id: str
+    online: bool
+    last_seen: datetime | None
+
+
+class RoomFrame(ServerFrame):
+    type: Literal["room"]
+    event: Literal["created", "updated", "member_added", "member_removed"]
+    room_id: uuid.UUID
+    user_id: str | None = None
+    room: schemas.Room | None = None
+
+
+class ResyncFrame(ServerFrame):
+    """Live pushes may have been lost (the bus reconnected): `sync` from your cursors."""
+
+    type: Literal["resync"]
+
+
+def dumps_error(error: FrameError) -> str:
+    return ErrorFrame(
+        type="error", id=error.frame_id, code=error.code, message=error.message
+    ).model_dump_json(exclude_none=True)
