@@ -12,6 +12,7 @@ import uvicorn
 
 from app.auth.tokens import ConfigError, issue, resolve_secret
 from app.infra.logging import configure
+from app.server import Server
 from app.settings import Settings
 
 cli = typer.Typer(
@@ -21,6 +22,7 @@ cli = typer.Typer(
 )
 
 OPENAPI_PATH = Path("openapi/openapi.json")
+ASYNCAPI_PATH = Path("openapi/asyncapi.yaml")
 
 
 @cli.command()
@@ -35,7 +37,7 @@ def serve(
     settings = Settings()
     configure(settings.log_level)
     app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host or settings.host,
         port=port or settings.port,
@@ -46,12 +48,13 @@ def serve(
         ws_per_message_deflate=False,
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.heartbeat_s,
-        ws_ping_timeout=settings.heartbeat_s * 2,
+        ws_ping_timeout=settings.heartbeat_s,
         timeout_graceful_shutdown=10,
         log_config=None,
         access_log=False,
         proxy_headers=True,
     )
+    Server(config, app).run()
 
 
 @cli.command()
@@ -103,11 +106,17 @@ def token(
 @cli.command()
 def openapi(
     output: Annotated[Path, typer.Option(help="Where to write the document.")] = OPENAPI_PATH,
+    asyncapi: Annotated[
+        Path, typer.Option(help="Where to write the AsyncAPI document of the WebSocket.")
+    ] = ASYNCAPI_PATH,
 ) -> None:
-    """Write the OpenAPI document of the REST API."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_openapi())
-    typer.echo(f"wrote {output}")
+    """Write the OpenAPI document of the REST API (and the AsyncAPI one of the WebSocket)."""
+    from app.ws.asyncapi import render
+
+    for path, text in ((output, render_openapi()), (asyncapi, render())):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        typer.echo(f"wrote {path}")
 
 
 def render_openapi() -> str:

@@ -25,7 +25,9 @@ from app.infra.embedded import EmbeddedPostgres, EmbeddedRedis
 from app.infra.metrics import Metrics
 from app.infra.presence.redis import RedisPresence
 from app.settings import Settings
+from app.work import unit_of_work
 from app.ws.fanout import Fanout
+from app.ws.heartbeat import Heartbeat
 
 log = structlog.get_logger(__name__)
 
@@ -82,18 +84,30 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         instance_id = settings.instance_id or uuid.uuid4().hex[:12]
         bus = RedisBus(redis, metrics, channels.instance(instance_id))
         fanout = Fanout(bus, instance_id, metrics)
-        bus.start(fanout.on_bus_message, fanout.on_bus_reconnect)
+        sessions = make_sessionmaker(engine)
+        store = RedisPresence(redis, grace_s=2 * settings.heartbeat_s)
+        heartbeat = Heartbeat(
+            store, fanout, lambda: unit_of_work(sessions, fanout), metrics, settings.heartbeat_s
+        )
+
+        async def redis_reconnected() -> None:
+            heartbeat.redis_restarted()
+            await fanout.on_bus_reconnect()
+
+        bus.start(fanout.on_bus_message, redis_reconnected)
         stack.push_async_callback(bus.stop)
+        heartbeat.start()
+        stack.push_async_callback(heartbeat.stop)
         services = Services(
             settings=settings,
             instance_id=instance_id,
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
             redis=redis,
             bus=bus,
             fanout=fanout,
             typing=TypingIndicators(fanout),
-            presence=RedisPresence(redis),
+            presence=store,
             verifier=verifier,
             limits=Limits.from_settings(settings),
             metrics=metrics,

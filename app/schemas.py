@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from app.domain.text import storable
 
 Role = Literal["owner", "admin", "member"]
 RoomKind = Literal["direct", "group"]
 MessageKind = Literal["text", "image", "file"]
 UserId = str
+# Sequence numbers and cursors: JSON-safe integers, so no client or driver overflows.
+MAX_SEQ = 2**53 - 1
+
+
+def _storable(value: str) -> str:
+    if not storable(value):
+        raise ValueError("text must not contain NUL characters or unpaired surrogates")
+    return value
+
+
+# Every string a client sends: PostgreSQL refuses NUL and invalid UTF-8, so they are
+# refused here, as a validation error, before anything reaches a store.
+Text = Annotated[str, AfterValidator(_storable)]
+Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
 
 
 class WireModel(BaseModel):
@@ -24,9 +40,9 @@ class WireModel(BaseModel):
 class Attachment(WireModel):
     """A file or image that lives at `url`; the service stores the reference, not the bytes."""
 
-    url: str = Field(min_length=1, max_length=2048, pattern=r"^https?://\S+$")
-    name: str = Field(min_length=1, max_length=255)
-    mime: str = Field(min_length=3, max_length=255, pattern=r"^[\w.+-]+/[\w.+-]+$")
+    url: Text = Field(min_length=1, max_length=2048, pattern=r"^https?://\S+$")
+    name: Text = Field(min_length=1, max_length=255)
+    mime: Text = Field(min_length=3, max_length=255, pattern=r"^[\w.+-]+/[\w.+-]+$")
     size: int = Field(ge=0, le=2**53)
 
 
@@ -120,33 +136,35 @@ class PresenceList(WireModel):
 
 
 class DirectRoomCreate(WireModel):
-    user_id: UserId = Field(min_length=1, max_length=64)
+    user_id: Text = Field(min_length=1, max_length=64)
 
 
 class GroupCreate(WireModel):
-    name: str = Field(min_length=1)
-    member_ids: list[UserId] = Field(default_factory=list)
+    name: Text = Field(min_length=1)
+    member_ids: list[Annotated[Text, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list
+    )
 
 
 class RoomUpdate(WireModel):
-    name: str = Field(min_length=1)
+    name: Text = Field(min_length=1)
 
 
 class MemberAdd(WireModel):
-    user_id: UserId = Field(min_length=1, max_length=64)
+    user_id: Text = Field(min_length=1, max_length=64)
     role: Literal["admin", "member"] = "member"
 
 
 class MessageSend(WireModel):
     client_msg_id: uuid.UUID
     kind: MessageKind = "text"
-    body: str | None = None
+    body: Text | None = None
     attachment: Attachment | None = None
 
 
 class MessageEdit(WireModel):
-    body: str
+    body: Text
 
 
 class ReadMark(WireModel):
-    seq: int = Field(ge=0)
+    seq: Seq

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,3 +25,6 @@ async def unit_of_work(
             yield work
     if work.log.events:
         await publisher.publish(work.log.events)
+
+
+UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[Work]]

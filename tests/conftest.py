@@ -11,9 +11,16 @@ import httpx
 import pytest
 
 from app.infra.embedded import EmbeddedPostgres, EmbeddedRedis
+from app.infra.logging import configure
 from app.main import create_app
 from app.settings import Settings
 from tests.support import TEST_SECRET, Api, Stores, new_user_id
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The service's own JSON logging: unexpected errors print as one line, not a
+    # console traceback with every local variable.
+    configure("WARNING")
 
 
 @pytest.fixture(scope="session")

@@ -66,3 +66,16 @@ class Api:
         assert resp.status_code == 201, resp.text
         message: dict[str, Any] = resp.json()
         return message
+
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def assert_problem(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """An RFC 9457 problem with this status and contract code; returns its body."""
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith(PROBLEM_JSON), resp.headers
+    problem: dict[str, Any] = resp.json()
+    assert problem["code"] == code, problem
+    assert problem["status"] == status, problem
+    return problem

@@ -17,6 +17,7 @@ from typing import Any
 from jose import jwt
 from jose.exceptions import JOSEError
 
+from app.domain.text import storable, valid_user_id
 from app.errors import Unauthorized
 from app.settings import Settings
 
@@ -101,7 +102,8 @@ class TokenVerifier:
             )
         except Unauthorized:
             raise
-        except (JOSEError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (JOSEError, ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # OverflowError: python-jose does int() on exp/iat/nbf, and int(Infinity) overflows.
             raise Unauthorized("invalid token") from exc
         return self._claims(claims)
 
@@ -113,9 +115,11 @@ class TokenVerifier:
             claims["exp"],
             claims.get("iat"),
         )
-        if not isinstance(sub, str) or not 1 <= len(sub) <= 64:
+        if not isinstance(sub, str) or not valid_user_id(sub):
             raise Unauthorized("sub must be a string of 1 to 64 characters")
-        if name is not None and (not isinstance(name, str) or len(name) > 200):
+        if name is not None and (
+            not isinstance(name, str) or len(name) > 200 or not storable(name)
+        ):
             raise Unauthorized("name must be a string of at most 200 characters")
         if not isinstance(exp, int | float) or isinstance(exp, bool):
             raise Unauthorized("exp must be a number")
@@ -123,7 +127,11 @@ class TokenVerifier:
             not isinstance(iat, int | float) or iat > time.time() + CLOCK_SKEW_S
         ):
             raise Unauthorized("token issued in the future")
-        return Claims(sub=sub, name=name, expires_at=datetime.fromtimestamp(exp, UTC))
+        try:
+            expires_at = datetime.fromtimestamp(exp, UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise Unauthorized("exp is out of range") from exc
+        return Claims(sub=sub, name=name, expires_at=expires_at)
 
 
 def issue(secret: str, sub: str, *, name: str | None = None, ttl_s: int = 3600) -> str:

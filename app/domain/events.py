@@ -34,7 +34,15 @@ class MembershipChanged:
     change: Literal["added", "removed"]
 
 
-Event = RoomMessage | UserFrame | MembershipChanged
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """A user came online or went offline: for the connections watching them."""
+
+    user_id: str
+    frame: dict[str, Any]
+
+
+Event = RoomMessage | UserFrame | MembershipChanged | PresenceChanged
 
 
 @dataclass(slots=True)

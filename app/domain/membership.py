@@ -11,6 +11,7 @@ from app.domain.events import MembershipChanged, RoomMessage, UserFrame
 from app.domain.limits import Limits
 from app.domain.ports import Actor, Work
 from app.domain.rooms import snapshot
+from app.domain.text import valid_user_id
 from app.errors import Conflict, Forbidden, NotAMember, ValidationFailed
 from app.infra.db.queries import members, rooms, users
 
@@ -31,6 +32,8 @@ async def add_member(
     work: Work, actor: Actor, room_id: uuid.UUID, user_id: str, role: str, limits: Limits
 ) -> schemas.Room:
     me = await require_manager(work.session, room_id, actor.user_id)
+    if not valid_user_id(user_id):
+        raise ValidationFailed("a user id is 1 to 64 characters without NUL")
     if role == "admin" and me["role"] != "owner":
         raise Forbidden("only the owner may appoint admins")
     last_seq = await _group(work, room_id)
@@ -43,9 +46,10 @@ async def add_member(
     room = await snapshot(work, room_id)
     frame = pushes.room("member_added", str(room_id), user_id=user_id, snapshot=room)
     # The newcomer's connections follow the room from now on; they hear of it directly,
-    # since their subscription may not be in place when the room-wide push goes out.
+    # since their subscription may not be in place when the room-wide push goes out (and
+    # are left out of that push, which would otherwise reach those already following).
     work.log.emit(MembershipChanged(str(room_id), user_id, "added"))
-    work.log.emit(RoomMessage(str(room_id), frame))
+    work.log.emit(RoomMessage(str(room_id), frame, skip_user=user_id))
     work.log.emit(UserFrame((user_id,), frame))
     return room
 
@@ -57,7 +61,11 @@ async def remove_member(work: Work, actor: Actor, room_id: uuid.UUID, user_id: s
     if user_id != actor.user_id:
         if me["role"] not in MANAGERS:
             raise Forbidden("only the room's owner or an admin may remove members")
-        target = await members.get_member(work.session, room_id, user_id)
+        target = (
+            await members.get_member(work.session, room_id, user_id)
+            if valid_user_id(user_id)
+            else None
+        )
         if target is None:
             raise NotAMember("that user is not a member of this room")
         if target["role"] not in _OUTRANKS[me["role"]]:

@@ -24,6 +24,14 @@ class PresenceReader(Protocol):
     async def online(self, user_ids: Iterable[str]) -> set[str]: ...
 
 
+class PresenceStore(PresenceReader, Protocol):
+    """The registry of live connections across every instance."""
+
+    async def connect(self, user_id: str, connection_id: str, max_connections: int) -> int: ...
+
+    async def disconnect(self, user_id: str, connection_id: str) -> bool: ...
+
+
 @dataclass(slots=True)
 class Work:
     """One unit of work: a transaction, the events it will publish once committed, and the

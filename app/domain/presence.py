@@ -4,10 +4,13 @@ PostgreSQL, and only for users who share a room with the viewer."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from app import schemas
-from app.domain.ports import Actor, PresenceReader, Work
-from app.errors import Forbidden, ValidationFailed
+from app.domain.events import PresenceChanged
+from app.domain.ports import Actor, PresenceReader, PresenceStore, Work
+from app.domain.pushes import iso_utc
+from app.errors import Forbidden, RateLimited, ValidationFailed
 from app.infra.db.queries import users
 
 MAX_WATCHED = 500
@@ -45,3 +48,39 @@ async def states(
         )
         for user_id in user_ids
     ]
+
+
+def _frame(user_id: str, online: bool, last_seen: datetime | None) -> PresenceChanged:
+    frame = {
+        "type": "presence",
+        "user_id": user_id,
+        "online": online,
+        "last_seen": iso_utc(last_seen) if last_seen else None,
+    }
+    return PresenceChanged(user_id, frame)
+
+
+async def announce_online(work: Work, user_ids: Sequence[str]) -> None:
+    """Tell watchers these users came online (with the last seen they had until now)."""
+    rows = {row["id"]: row for row in await users.get_users(work.session, user_ids)}
+    for user_id in user_ids:
+        row = rows.get(user_id)
+        work.log.emit(_frame(user_id, True, row["last_seen_at"] if row else None))
+
+
+async def record_offline(work: Work, offline: Sequence[tuple[str, datetime]]) -> None:
+    """Keep each user's last seen in PostgreSQL (it outlives Redis) and tell watchers."""
+    for user_id, last_seen in offline:
+        await users.set_last_seen(work.session, user_id, last_seen)
+        work.log.emit(_frame(user_id, False, last_seen))
+
+
+async def join(store: PresenceStore, user_id: str, connection_id: str, limit: int) -> bool:
+    """Register a new connection; True when the user just came online.
+
+    Refused with RATE_LIMITED when the user already has `limit` live connections.
+    """
+    admitted = await store.connect(user_id, connection_id, limit)
+    if admitted < 0:
+        raise RateLimited(f"at most {limit} connections per user")
+    return admitted == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from app import schemas
 from app.domain import cursors, pushes, views
@@ -11,6 +11,7 @@ from app.domain.access import require_manager, require_member
 from app.domain.events import MembershipChanged, RoomMessage, UserFrame
 from app.domain.limits import Limits
 from app.domain.ports import Actor, Work
+from app.domain.text import storable, valid_user_id
 from app.errors import Forbidden, RoomNotFound, ValidationFailed
 from app.infra.db.queries import members, rooms, users
 
@@ -19,6 +20,8 @@ def _clean_name(name: str, limits: Limits) -> str:
     cleaned = name.strip()
     if not cleaned:
         raise ValidationFailed("name must not be blank")
+    if not storable(cleaned):
+        raise ValidationFailed("name must not contain NUL characters")
     if len(cleaned) > limits.max_name_chars:
         raise ValidationFailed(f"name is longer than {limits.max_name_chars} characters")
     return cleaned
@@ -47,6 +50,8 @@ async def open_direct(work: Work, actor: Actor, other_id: str) -> tuple[schemas.
     """
     if other_id == actor.user_id:
         raise ValidationFailed("a private room needs another user")
+    if not valid_user_id(other_id):
+        raise ValidationFailed("a user id is 1 to 64 characters without NUL")
     low, high = sorted((actor.user_id, other_id))
     existing = await rooms.find_direct(work.session, (low, high))
     if existing is not None:
@@ -71,8 +76,8 @@ async def create_group(
     """A group owned by the actor, with the given members (duplicates and the actor ignored)."""
     others = [m for m in dict.fromkeys(member_ids) if m != actor.user_id]
     for user_id in others:
-        if not 1 <= len(user_id) <= 64:
-            raise ValidationFailed("member ids are 1 to 64 characters")
+        if not valid_user_id(user_id):
+            raise ValidationFailed("member ids are 1 to 64 characters without NUL")
     if len(others) + 1 > limits.max_group_members:
         raise ValidationFailed(f"a group has at most {limits.max_group_members} members")
     row = await rooms.insert_room(work.session, "group", _clean_name(name, limits))
@@ -113,10 +118,17 @@ async def list_rooms(
     if cursor is not None:
         at, room_id = cursors.decode(cursor, 2)
         try:
-            after = (datetime.fromisoformat(str(at)), uuid.UUID(str(room_id)))
-        except ValueError as exc:
+            at_time = datetime.fromisoformat(str(at))
+            if at_time.tzinfo is None:
+                raise ValueError("a cursor time carries its offset")
+            # Normalised here: a time that leaves the calendar in UTC is refused, not sent on.
+            after = (at_time.astimezone(UTC), uuid.UUID(str(room_id)))
+        except (ValueError, OverflowError) as exc:
             raise ValidationFailed("cursor is not one this service issued") from exc
-    rows = await rooms.list_for_user(work.session, actor.user_id, after, limit)
+    # One row more than asked tells whether another page exists, so the last page says so.
+    rows = await rooms.list_for_user(work.session, actor.user_id, after, limit + 1)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
     ids = [row["id"] for row in rows]
     grouped = await members.list_members(work.session, ids)
     last = await rooms.last_messages(work.session, [(r["id"], r["last_seq"]) for r in rows])
@@ -131,7 +143,7 @@ async def list_rooms(
         for row in rows
     ]
     next_cursor = None
-    if len(rows) == limit:
+    if has_more:
         tail = rows[-1]
         next_cursor = cursors.encode(tail["last_activity_at"].isoformat(), str(tail["id"]))
     return schemas.RoomPage(items=items, next_cursor=next_cursor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app import schemas
 from app.domain import presence as presence_rules
 from app.domain.ports import Actor, PresenceReader, Work
+from app.domain.text import valid_user_id
 from app.errors import UserNotFound
 from app.infra.db.queries import users
 
@@ -18,7 +19,7 @@ async def describe(
     work: Work, presence: PresenceReader, actor: Actor, user_id: str
 ) -> schemas.User:
     """A user the actor may see (themselves or someone sharing a room); otherwise not found."""
-    if not await presence_rules.visible_to(work, actor, [user_id]):
+    if not valid_user_id(user_id) or not await presence_rules.visible_to(work, actor, [user_id]):
         raise UserNotFound("no such user")
     rows = await users.get_users(work.session, [user_id])
     if not rows:

@@ -37,5 +37,20 @@ class Metrics:
             "chat_ws_connections", "Open WebSocket connections on this instance.", registry=r
         )
 
+        self.local_users = Gauge(
+            "chat_ws_users", "Distinct users with a connection on this instance.", registry=r
+        )
+        self.sweeps = Counter(
+            "chat_presence_sweeps_total", "Presence sweeps run by this instance.", registry=r
+        )
+        self.dead_connections = Counter(
+            "chat_presence_dead_connections_total",
+            "Connections found dead by sweeps (their instance stopped vouching).",
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "chat_ws_rate_limited_total", "Frames refused for exceeding the rate.", registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

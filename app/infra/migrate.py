@@ -14,13 +14,22 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-ROOT = Path(__file__).resolve().parents[2]
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 LOCK_KEY = 0x636861745F6D6967  # "chat_mig"
 
 
+def migrations_dir() -> Path:
+    """The source checkout's migrations, or (an installed image) those in the working dir."""
+    for root in (SOURCE_ROOT, Path.cwd()):
+        if (root / "migrations" / "env.py").exists():
+            return root / "migrations"
+    raise FileNotFoundError("no migrations/ directory beside the package or in the working dir")
+
+
 def alembic_config() -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
     return config
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from datetime import datetime
 
@@ -33,6 +34,9 @@ class Connection:
         self.user_id = user_id
         self.expires_at = expires_at
         self.rooms: set[str] = set()
+        self.watching: set[str] = set()
+        # Monotonic time of the last frame from the client: a sign of life.
+        self.last_frame_at = time.monotonic()
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(outbox_size)
         self._writer: asyncio.Task[None] | None = None
         self.close_code: int | None = None

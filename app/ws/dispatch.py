@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.auth.tokens import Claims
-from app.domain import messages, sync, watermarks
+from app.domain import messages, presence, pushes, sync, watermarks
 from app.domain.ports import Actor, Work
 from app.errors import Unauthorized
 from app.lifespan import Services
@@ -39,7 +39,8 @@ class Peer:
 
 async def on_auth(peer: Peer, frame: frames.AuthFrame) -> dict[str, Any]:
     peer.renew(peer.services.verifier.verify(frame.token))
-    return {"user_id": peer.actor.user_id, "expires_at": peer.connection.expires_at.isoformat()}
+    expires_at = pushes.iso_utc(peer.connection.expires_at)  # the contract's `Z` form
+    return {"user_id": peer.actor.user_id, "expires_at": expires_at}
 
 
 async def on_send(peer: Peer, frame: frames.SendFrame) -> dict[str, Any]:
@@ -86,6 +87,15 @@ async def on_typing(peer: Peer, frame: frames.TypingFrame) -> dict[str, Any]:
     return {}
 
 
+async def on_presence_watch(peer: Peer, frame: frames.PresenceWatchFrame) -> dict[str, Any]:
+    async with peer.work() as work:
+        states = await presence.presence_of(
+            work, peer.services.presence, peer.actor, frame.user_ids
+        )
+    await peer.services.fanout.watch(peer.connection, [s.user_id for s in states])
+    return {"presence": [s.model_dump(mode="json") for s in states]}
+
+
 Handler = Callable[[Peer, Any], Awaitable[dict[str, Any]]]
 
 HANDLERS: dict[type[frames.ClientFrame], Handler] = {
@@ -95,4 +105,5 @@ HANDLERS: dict[type[frames.ClientFrame], Handler] = {
     frames.DeliveredFrame: on_delivered,
     frames.ReadFrame: on_read,
     frames.TypingFrame: on_typing,
+    frames.PresenceWatchFrame: on_presence_watch,
 }

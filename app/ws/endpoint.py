@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -20,14 +21,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.websockets import WebSocketDisconnect
 
 from app.auth.tokens import Claims
-from app.domain import rooms, users
+from app.domain import presence, rooms, users
 from app.domain.ports import Actor
-from app.errors import ChatError, ErrorCode
+from app.errors import ChatError, ErrorCode, RateLimited
 from app.lifespan import Services
 from app.work import unit_of_work
 from app.ws import frames
 from app.ws.connection import Connection
 from app.ws.dispatch import HANDLERS, Peer
+from app.ws.liveness import last_sign_of_life
 from app.ws.throttle import TokenBucket
 
 log = structlog.get_logger("chat.ws")
@@ -97,13 +99,31 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 async def _serve(services: Services, connection: Connection, actor: Actor) -> None:
     fanout = services.fanout
     connection.start()
-    # Follow the user's channel before reading their rooms: a room joined in between is
-    # then announced to this connection rather than missed.
-    await fanout.add(connection, [])
     try:
+        came_online = await presence.join(
+            services.presence,
+            actor.user_id,
+            connection.id,
+            services.settings.max_connections_per_user,
+        )
+    except RateLimited:
+        connection.close(CLOSE_TOO_MANY, "too many connections for this user")
+        await connection.closed.wait()
+        return
+    except (RedisError, OSError) as exc:
+        # Redis down: serve anyway (PostgreSQL holds the truth); the heartbeat registers
+        # this connection once Redis is back.
+        log.warning("presence_unavailable", error=type(exc).__name__)
+        came_online = False
+    try:
+        # Follow the user's channel before reading their rooms: a room joined in between
+        # is then announced to this connection rather than missed.
+        await fanout.add(connection, [])
         async with unit_of_work(services.sessions, fanout, connection.id) as work:
             await users.sign_in(work, actor)
             room_ids = await rooms.room_ids_of(work, actor.user_id)
+            if came_online:
+                await presence.announce_online(work, [actor.user_id])
         await fanout.follow(connection, room_ids)
         hello = frames.HelloFrame(
             type="hello",
@@ -120,10 +140,21 @@ async def _serve(services: Services, connection: Connection, actor: Actor) -> No
         finally:
             expiry.cancel()
     finally:
-        await services.typing.connection_closed(connection.id)
-        await fanout.remove(connection)
-        await connection.finish()
-        log.info("ws_closed", code=connection.close_code)
+        await _leave(services, connection, actor)
+
+
+async def _leave(services: Services, connection: Connection, actor: Actor) -> None:
+    last_seen = last_sign_of_life(connection.websocket, connection.last_frame_at)
+    await services.typing.connection_closed(connection.id)
+    await services.fanout.remove(connection)
+    await connection.finish()
+    try:
+        if await services.presence.disconnect(actor.user_id, connection.id):
+            async with unit_of_work(services.sessions, services.fanout) as work:
+                await presence.record_offline(work, [(actor.user_id, last_seen)])
+    except (RedisError, OSError, DBAPIError) as exc:
+        log.warning("presence_leave_failed", error=type(exc).__name__)
+    log.info("ws_closed", code=connection.close_code)
 
 
 async def _expire(connection: Connection) -> None:
@@ -148,6 +179,7 @@ async def _frames(peer: Peer) -> None:
             return
         if message["type"] == "websocket.disconnect":
             return
+        connection.last_frame_at = time.monotonic()
         raw = message.get("text")
         if raw is None:
             raw = message.get("bytes") or b""
@@ -162,6 +194,7 @@ async def _frames(peer: Peer) -> None:
             if strikes > FLOOD_STRIKES:
                 connection.close(CLOSE_TOO_MANY, "too many frames")
                 return
+            peer.services.metrics.rate_limited.inc()
             _reply_error(peer, None, ErrorCode.RATE_LIMITED, "slow down", int(wait * 1000) + 1)
             continue
         strikes = 0

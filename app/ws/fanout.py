@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import structlog
 
-from app.domain.events import Event, MembershipChanged, RoomMessage, UserFrame
+from app.domain.events import Event, MembershipChanged, PresenceChanged, RoomMessage, UserFrame
 from app.infra.bus import channels, envelope
 from app.infra.bus.redis import RedisBus
 from app.infra.metrics import Metrics
@@ -35,6 +35,7 @@ class Fanout:
         self.connections: dict[str, Connection] = {}
         self._by_user: dict[str, set[Connection]] = {}
         self._by_room: dict[str, set[Connection]] = {}
+        self._watchers: dict[str, set[Connection]] = {}
 
     # ---- local registry -------------------------------------------------------------
 
@@ -50,6 +51,7 @@ class Fanout:
     async def remove(self, conn: Connection) -> None:
         if self.connections.pop(conn.id, None) is None:
             return
+        await self.watch(conn, [])
         await self._unfollow([conn], list(conn.rooms))
         mine = self._by_user.get(conn.user_id, set())
         mine.discard(conn)
@@ -60,6 +62,25 @@ class Fanout:
 
     def of_user(self, user_id: str) -> set[Connection]:
         return self._by_user.get(user_id, set())
+
+    async def watch(self, conn: Connection, user_ids: Iterable[str]) -> None:
+        """Replace the set of users whose presence `conn` follows."""
+        wanted = set(user_ids)
+        new_channels, gone_channels = [], []
+        for user_id in wanted - conn.watching:
+            watchers = self._watchers.setdefault(user_id, set())
+            if not watchers:
+                new_channels.append(channels.watch(user_id))
+            watchers.add(conn)
+        for user_id in conn.watching - wanted:
+            watchers = self._watchers.get(user_id, set())
+            watchers.discard(conn)
+            if not watchers:
+                self._watchers.pop(user_id, None)
+                gone_channels.append(channels.watch(user_id))
+        conn.watching = wanted
+        await self._bus.subscribe(new_channels)
+        await self._bus.unsubscribe(gone_channels)
 
     async def follow(self, conn: Connection, room_ids: Iterable[str]) -> None:
         await self._follow([conn], room_ids)
@@ -107,6 +128,11 @@ class Fanout:
                     for user_id in user_ids:
                         self._to_user(user_id, text, skip_connection)
                         outgoing.append((channels.user(user_id), packed))
+                case PresenceChanged(user_id, frame):
+                    data = orjson.dumps(frame)
+                    self._to_watchers(user_id, data.decode())
+                    header = {"o": self._instance_id}
+                    outgoing.append((channels.watch(user_id), envelope.encode(header, data)))
                 case MembershipChanged(room_id, user_id, change):
                     await self._membership(room_id, user_id, change)
                     membership = {"room_id": room_id, "change": change}
@@ -130,6 +156,10 @@ class Fanout:
                 conn.push(text)
                 self._metrics.frames_fanned_out.inc()
 
+    def _to_watchers(self, user_id: str, text: str) -> None:
+        for conn in list(self._watchers.get(user_id, ())):
+            conn.push(text)
+
     async def _membership(self, room_id: str, user_id: str, change: str) -> None:
         conns = list(self._by_user.get(user_id, ()))
         if not conns:
@@ -152,6 +182,8 @@ class Fanout:
         skip = header.get("s")
         if kind == "room":
             self._to_room(key, frame.decode(), skip, header.get("u"))
+        elif kind == "watch":
+            self._to_watchers(key, frame.decode())
         elif kind == "user":
             if "m" in header:
                 await self._membership(header["m"]["room_id"], key, header["m"]["change"])

@@ -46,20 +46,20 @@ class SyncFrame(ClientFrame):
     """Replay every message after each cursor; rooms left out start at `delivered_seq`."""
 
     type: Literal["sync"]
-    cursors: dict[uuid.UUID, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    cursors: dict[uuid.UUID, schemas.Seq] = Field(default_factory=dict)
     limit: int = Field(default=100, ge=1, le=MAX_SYNC_LIMIT)
 
 
 class DeliveredFrame(ClientFrame):
     type: Literal["delivered"]
     room_id: uuid.UUID
-    seq: int = Field(ge=0)
+    seq: schemas.Seq
 
 
 class ReadFrame(ClientFrame):
     type: Literal["read"]
     room_id: uuid.UUID
-    seq: int = Field(ge=0)
+    seq: schemas.Seq
 
 
 class TypingFrame(ClientFrame):
@@ -72,7 +72,9 @@ class PresenceWatchFrame(ClientFrame):
     """Replace the set of users whose presence this connection follows."""
 
     type: Literal["presence.watch"]
-    user_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(max_length=500)
+    user_ids: list[Annotated[schemas.Text, Field(min_length=1, max_length=64)]] = Field(
+        max_length=500
+    )
 
 
 class PingFrame(ClientFrame):

@@ -12,6 +12,7 @@ from app.api.deps import CurrentActor, LimitsDep, WorkDep
 from app.api.problems import responses
 from app.domain import messages, watermarks
 from app.errors import ErrorCode
+from app.schemas import MAX_SEQ
 
 router = APIRouter(prefix="/v1/rooms/{room_id}/messages", tags=["messages"])
 
@@ -29,9 +30,11 @@ async def list_messages(
     work: WorkDep,
     limits: LimitsDep,
     before: Annotated[
-        int | None, Query(ge=0, description="Newest messages below this seq.")
+        int | None, Query(ge=0, le=MAX_SEQ, description="Newest messages below this seq.")
     ] = None,
-    after: Annotated[int | None, Query(ge=0, description="Oldest messages above this seq.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_SEQ, description="Oldest messages above this seq.")
+    ] = None,
     limit: Annotated[int, Query(ge=1)] = 50,
 ) -> schemas.MessagePage:
     """History by seq, always ascending. Neither cursor: the newest page."""

@@ -10,6 +10,7 @@ from app import schemas
 from app.api.deps import CurrentActor, ServicesDep, WorkDep
 from app.api.problems import responses
 from app.domain import presence, users
+from app.domain.text import valid_user_id
 from app.errors import ErrorCode, ValidationFailed
 
 router = APIRouter(prefix="/v1", tags=["users"])
@@ -49,7 +50,7 @@ async def get_presence(
 ) -> schemas.PresenceList:
     """Presence of users who share a room with the caller."""
     ids = [u for u in (part.strip() for part in user_ids.split(",")) if u]
-    if not ids or any(len(u) > 64 for u in ids):
+    if not ids or not all(valid_user_id(u) for u in ids):
         raise ValidationFailed("user_ids must list 1 to 500 ids of at most 64 characters")
     items = await presence.presence_of(work, services.presence, actor, ids)
     return schemas.PresenceList(items=items)

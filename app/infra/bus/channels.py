@@ -13,6 +13,11 @@ def user(user_id: str) -> str:
     return f"{PREFIX}:user:{user_id}"
 
 
+def watch(user_id: str) -> str:
+    """Presence changes of one user, for the instances with a connection watching them."""
+    return f"{PREFIX}:watch:{user_id}"
+
+
 def instance(instance_id: str) -> str:
     """Each instance's own channel: keeps its subscription alive while it follows nothing."""
     return f"{PREFIX}:instance:{instance_id}"

@@ -1,34 +1,85 @@
-"""Live connections per user in Redis: a sorted set of connection ids scored by deadline.
+"""Live connections in Redis, after the sorted-set design of mature presence servers.
 
-A connection counts while its deadline is in the future; the owning instance pushes the
-deadline forward on every heartbeat, so a dead instance's connections simply lapse.
+Per user, a sorted set of connection ids scored by the last time their instance vouched
+for them; a global index of the same entries for sweeping; and an `online` flag per user
+whose creation and deletion are the online/offline transitions. Each change is one Lua
+script (beside this file), so concurrent instances never double-report a transition.
+A dead instance's connections simply stop being refreshed and lapse.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
-PREFIX = "chat:presence"
+LUA = Path(__file__).with_name("lua")
+BATCH = 500
 
 
 def connections_key(user_id: str) -> str:
-    return f"{PREFIX}:conns:{user_id}"
+    return f"chat:presence:conns:{user_id}"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class RedisPresence:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, grace_s: float) -> None:
         self._redis = redis
+        self._grace_ms = int(grace_s * 1000)
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script((LUA / f"{name}.lua").read_text())
+            for name in ("connect", "disconnect", "refresh", "sweep")
+        }
 
     async def online(self, user_ids: Iterable[str]) -> set[str]:
         ids = list(dict.fromkeys(user_ids))
         if not ids:
             return set()
-        now_ms = int(time.time() * 1000)
+        floor = _now_ms() - self._grace_ms
         async with self._redis.pipeline(transaction=False) as pipe:
             for user_id in ids:
-                pipe.zcount(connections_key(user_id), now_ms, "+inf")
+                pipe.zcount(connections_key(user_id), floor, "+inf")
             counts = await pipe.execute()
         return {user_id for user_id, count in zip(ids, counts, strict=True) if count}
+
+    async def connect(self, user_id: str, connection_id: str, max_connections: int) -> int:
+        """-1 refused (too many connections), 1 the user came online, 0 already online."""
+        args: list[str | int] = [user_id, connection_id, _now_ms(), self._grace_ms, max_connections]
+        return int(await self._scripts["connect"](args=args))
+
+    async def disconnect(self, user_id: str, connection_id: str) -> bool:
+        """True when this took the user offline."""
+        args: list[str | int] = [user_id, connection_id, _now_ms(), self._grace_ms]
+        return bool(await self._scripts["disconnect"](args=args))
+
+    async def refresh(
+        self, connections: Sequence[tuple[str, str]], *, reregister: bool = False
+    ) -> list[str]:
+        """Vouch for (connection_id, user_id) pairs; returns users that came back online."""
+        came: list[str] = []
+        now = _now_ms()
+        for start in range(0, len(connections), BATCH):
+            args: list[str | int] = [now, int(reregister)]
+            for connection_id, user_id in connections[start : start + BATCH]:
+                args += [connection_id, user_id]
+            result = await self._scripts["refresh"](args=args)
+            came += [u.decode() if isinstance(u, bytes) else str(u) for u in result]
+        return came
+
+    async def sweep(self, limit: int = 1000) -> tuple[int, list[tuple[str, datetime]]]:
+        """Remove lapsed connections. Returns how many, and (user, last sign of life) for
+        each user this took offline."""
+        result = await self._scripts["sweep"](args=[_now_ms(), self._grace_ms, limit])
+        removed, flat = int(result[0]), [x.decode() for x in result[1:]]
+        offline = [
+            (flat[i], datetime.fromtimestamp(int(float(flat[i + 1])) / 1000, UTC))
+            for i in range(0, len(flat), 2)
+        ]
+        return removed, offline

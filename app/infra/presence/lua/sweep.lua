@@ -1,0 +1,29 @@
+-- Remove connections whose instance stopped vouching for them (crashed or cut off).
+-- ARGV: now_ms, grace_ms, limit
+-- Returns the number of connections removed, then user, last_seen_ms pairs for the users
+-- this sweep took offline. Atomic, so when
+-- every instance sweeps at once each dead connection is removed, and reported, once.
+local floor = tonumber(ARGV[1]) - tonumber(ARGV[2])
+local dead = redis.call('ZRANGEBYSCORE', 'chat:presence:index', '-inf', '(' .. floor,
+  'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+local last = {}
+for i = 1, #dead, 2 do
+  local member, score = dead[i], tonumber(dead[i + 1])
+  local cut = string.find(member, ' ', 1, true)
+  local conn, user = string.sub(member, 1, cut - 1), string.sub(member, cut + 1)
+  redis.call('ZREM', 'chat:presence:index', member)
+  redis.call('ZREM', 'chat:presence:conns:' .. user, conn)
+  if not last[user] or score > last[user] then
+    last[user] = score
+  end
+end
+local result = {#dead / 2}
+for user, score in pairs(last) do
+  if redis.call('ZCOUNT', 'chat:presence:conns:' .. user, floor, '+inf') == 0 then
+    if redis.call('DEL', 'chat:presence:online:' .. user) == 1 then
+      table.insert(result, user)
+      table.insert(result, tostring(score))
+    end
+  end
+end
+return result

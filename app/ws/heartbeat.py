@@ -1,0 +1,89 @@
+"""Each instance's heartbeat: vouch for its live connections in Redis, and sweep.
+
+Every half heartbeat the instance refreshes the registry entries of its connections and
+sweeps entries no instance has refreshed for two heartbeats (their instance died or was
+cut off), so a dead instance's users go offline within three heartbeats, with the last
+time their instance vouched for them as last seen. Sweeping is atomic in Redis, so every
+instance can run it at once without a double or a lost offline event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from redis.exceptions import RedisError
+
+from app.domain import presence
+from app.infra.metrics import Metrics
+from app.infra.presence.redis import RedisPresence
+from app.work import UnitOfWorkFactory
+from app.ws.fanout import Fanout
+from app.ws.liveness import cut_off_if_unanswering
+
+log = structlog.get_logger(__name__)
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        store: RedisPresence,
+        fanout: Fanout,
+        work: UnitOfWorkFactory,
+        metrics: Metrics,
+        heartbeat_s: float,
+    ) -> None:
+        self._store = store
+        self._fanout = fanout
+        self._work = work
+        self._metrics = metrics
+        self._interval = heartbeat_s / 2
+        # The server's keepalive pings go out every heartbeat and time out after one.
+        self._ping_timeout_s = heartbeat_s
+        self._reregister = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="heartbeat")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def redis_restarted(self) -> None:
+        """Redis may have lost the registry: put every local connection back next tick."""
+        self._reregister = True
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.tick()
+            except (RedisError, OSError) as exc:
+                self._reregister = True
+                self._metrics.store_errors.labels(store="redis").inc()
+                log.warning("heartbeat_failed", error=type(exc).__name__)
+            except Exception:  # the loop must outlive any one bad tick
+                log.exception("heartbeat_tick_failed")
+
+    async def tick(self) -> None:
+        pairs: list[tuple[str, str]] = []
+        for conn in list(self._fanout.connections.values()):
+            if cut_off_if_unanswering(conn.websocket, self._ping_timeout_s):
+                # Its reader sees the end at once and the connection leaves as usual.
+                log.info("ws_keepalive_timeout", connection_id=conn.id, user_id=conn.user_id)
+            else:
+                pairs.append((conn.id, conn.user_id))
+        reregister, self._reregister = self._reregister, False
+        came = await self._store.refresh(pairs, reregister=reregister)
+        removed, offline = await self._store.sweep()
+        self._metrics.sweeps.inc()
+        self._metrics.dead_connections.inc(removed)
+        self._metrics.local_users.set(len({user for _, user in pairs}))
+        if came or offline:
+            async with self._work() as work:
+                if came:
+                    await presence.announce_online(work, came)
+                if offline:
+                    await presence.record_offline(work, offline)
