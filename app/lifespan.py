@@ -32,6 +32,8 @@ from app.ws.heartbeat import Heartbeat
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_DRAIN_S = 5.0
+# Redis answers in well under a millisecond; a call that takes seconds means it is gone.
+REDIS_TIMEOUT_S = 2.0
 
 
 @dataclass(slots=True)
@@ -79,10 +81,15 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         stack.push_async_callback(engine.dispose)
         if settings.migrate_on_start or settings.database_url is None:
             await migrate.upgrade(engine)
-        redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+        redis = Redis.from_url(
+            redis_url,
+            socket_timeout=REDIS_TIMEOUT_S,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+            health_check_interval=settings.heartbeat_s,
+        )
         stack.push_async_callback(redis.aclose)
         instance_id = settings.instance_id or uuid.uuid4().hex[:12]
-        bus = RedisBus(redis, metrics, channels.instance(instance_id))
+        bus = RedisBus(redis, metrics, channels.instance(instance_id), settings.heartbeat_s)
         fanout = Fanout(bus, instance_id, metrics)
         sessions = make_sessionmaker(engine)
         store = RedisPresence(redis, grace_s=2 * settings.heartbeat_s)

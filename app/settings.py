@@ -43,8 +43,8 @@ class Settings(BaseSettings):
 
     # Database behaviour under faults: a stalled store answers UNAVAILABLE, never hangs.
     db_pool_size: int = 20
-    db_pool_timeout_s: float = 5.0
-    db_statement_timeout_ms: int = 5000
+    db_pool_timeout_s: float = 3.0
+    db_statement_timeout_ms: int = 3000
     migrate_on_start: bool = True
 
     # Service.

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.support import TEST_SECRET, Stores, token_for
+from tests.support import TEST_SECRET, Stores, auth, token_for
 
 CHAT = str(Path(sys.executable).parent / "chat")
 FRAME_TIMEOUT_S = 5.0
@@ -97,9 +100,7 @@ class Client:
         self._counter = 0
 
     @classmethod
-    async def open(
-        cls, url: str, user_id: str, *, name: str | None = None, **kw: Any
-    ) -> Client:
+    async def open(cls, url: str, user_id: str, *, name: str | None = None, **kw: Any) -> Client:
         headers = {"Authorization": f"Bearer {token_for(user_id, name)}"}
         ws = await connect(url, additional_headers=headers, open_timeout=FRAME_TIMEOUT_S, **kw)
         client = cls(ws)
@@ -153,3 +154,175 @@ class Client:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+# ---- helpers for the WebSocket behaviour tests (tests/ws) ------------------------------
+
+
+class Sockets:
+    """The clients one test opens, all closed when it ends (pass or fail)."""
+
+    def __init__(self) -> None:
+        self._open: list[Client] = []
+
+    async def open(self, instance: Instance, user_id: str, **kw: Any) -> Client:
+        client = await Client.open(instance.ws, user_id, **kw)
+        self._open.append(client)
+        return client
+
+    async def close(self) -> None:
+        for client in self._open:
+            with contextlib.suppress(Exception):
+                await client.close()
+        self._open.clear()
+
+
+async def rest(
+    instance: Instance, user_id: str, method: str, path: str, json: Any = None
+) -> httpx.Response:
+    """One REST call to an instance as a user."""
+    async with httpx.AsyncClient(base_url=instance.http, timeout=FRAME_TIMEOUT_S) as http:
+        return await http.request(method, path, json=json, headers=auth(user_id))
+
+
+async def new_group(
+    instance: Instance, owner: str, *members: str, name: str = "team"
+) -> dict[str, Any]:
+    """A group created over REST by its owner; returns the room."""
+    resp = await rest(instance, owner, "POST", "/v1/rooms", {"name": name, "member_ids": members})
+    assert resp.status_code == 201, resp.text
+    room: dict[str, Any] = resp.json()
+    return room
+
+
+async def rest_send(
+    instance: Instance, user_id: str, room_id: str, body: str = "hi"
+) -> dict[str, Any]:
+    """A text message sent over REST; returns the stored message."""
+    payload = {"client_msg_id": str(uuid.uuid4()), "kind": "text", "body": body}
+    resp = await rest(instance, user_id, "POST", f"/v1/rooms/{room_id}/messages", payload)
+    assert resp.status_code == 201, resp.text
+    message: dict[str, Any] = resp.json()
+    return message
+
+
+def send_frame(room_id: str, body: str = "hi", **fields: Any) -> dict[str, Any]:
+    """A `send` frame for a text message with a fresh client_msg_id."""
+    return {
+        "type": "send",
+        "room_id": room_id,
+        "client_msg_id": str(uuid.uuid4()),
+        "kind": "text",
+        "body": body,
+        **fields,
+    }
+
+
+def of_type(frames: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [f for f in frames if f["type"] == kind]
+
+
+async def next_messages(client: Client, count: int) -> list[dict[str, Any]]:
+    """The next `count` pushed messages, in the order they arrived."""
+    return [(await client.next_of("message"))["message"] for _ in range(count)]
+
+
+async def next_receipt(client: Client, kind: str, **match: Any) -> dict[str, Any]:
+    """The next `receipt` push of this kind (`next_of` cannot match on a field named kind)."""
+    return await client.wait(
+        lambda f: (
+            f["type"] == "receipt"
+            and f["kind"] == kind
+            and all(f.get(k) == v for k, v in match.items())
+        )
+    )
+
+
+async def drain_all(*clients: Client, quiet_s: float = 0.5) -> list[list[dict[str, Any]]]:
+    """`drain` several clients at once (one quiet period, not one each)."""
+    return list(await asyncio.gather(*(c.drain(quiet_s) for c in clients)))
+
+
+# ---- helpers for the presence tests (tests/presence) -----------------------------------
+
+
+def parse_time(value: str) -> datetime:
+    """A contract timestamp (UTC ISO 8601 with a `Z`) as an aware datetime."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def metric_total(text: str, name: str) -> float | None:
+    """The sum of the samples of one metric in Prometheus text (any labels); None if absent."""
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((f"{name} ", f"{name}{{"))
+    ]
+    return sum(values) if values else None
+
+
+def terminate(instance: Instance, timeout_s: float = 5) -> None:
+    """Stop an instance gracefully if it will, else kill it; bounded either way."""
+    proc = instance.proc
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout_s)
+
+
+class SilentProxy:
+    """A TCP relay in front of an instance that can go silent: `silence()` stops relaying
+    in both directions while both TCP connections stay open, like a network that drops
+    every packet (no FIN, no RST), so only the server's keepalive can find it out."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    def silence(self) -> None:
+        self._flowing.clear()
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [client_w, server_w]
+        for source, sink in ((client_r, server_w), (server_r, client_w)):
+            task = asyncio.create_task(self._pump(source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while True:
+                await self._flowing.wait()
+                data = await source.read(65536)
+                if not data:
+                    sink.close()
+                    return
+                if self._flowing.is_set():  # what arrives once silent is dropped
+                    sink.write(data)
+                    await sink.drain()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

@@ -16,6 +16,8 @@ from datetime import datetime
 import structlog
 from starlette.websockets import WebSocket, WebSocketState
 
+from app.ws.liveness import abort
+
 log = structlog.get_logger(__name__)
 
 CLOSE_TIMEOUT_S = 2.0
@@ -41,6 +43,8 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
         self._reason = ""
+        self._deadline: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         # Shutdown stops taking new frames and waits for the one in hand (its ack) to finish.
         self.draining = False
@@ -61,19 +65,28 @@ class Connection:
             self.close(4429, "not reading fast enough; reconnect and sync")
 
     def close(self, code: int, reason: str = "") -> None:
-        """Close after what is already queued has been written (or at once if stuck)."""
+        """Close after what is already queued has been written; a peer that does not take
+        it within CLOSE_TIMEOUT_S is cut off."""
         if self.close_code is not None:
             return
         self.close_code = code
         self._reason = reason
-        if self._writer is None:
-            asyncio.ensure_future(self._send_close())  # noqa: RUF006 (the close is awaited by .closed)
-            return
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(CLOSE_TIMEOUT_S * 2, self._force_close)
         try:
             self._outbox.put_nowait(None)
         except asyncio.QueueFull:
+            self._force_close()
+        if self._writer is None:
+            self._closing = loop.create_task(self._send_close())
+
+    def _force_close(self) -> None:
+        if self.closed.is_set():
+            return
+        if self._writer is not None:
             self._writer.cancel()
-            asyncio.ensure_future(self._send_close())  # noqa: RUF006
+        abort(self.websocket)
+        self.closed.set()
 
     async def _write(self) -> None:
         try:
@@ -96,13 +109,16 @@ class Connection:
                 await asyncio.wait_for(
                     self.websocket.close(self.close_code or 1000, self._reason), CLOSE_TIMEOUT_S
                 )
-        except Exception:  # closing a socket that is already gone is not an error
+        except Exception:  # closing a socket that is already gone (or stuck) is not an error
             log.debug("close_failed", connection_id=self.id)
+            abort(self.websocket)
         finally:
             self.closed.set()
 
     async def finish(self) -> None:
         """Stop the writer when the connection has ended from the client's side."""
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -135,10 +135,17 @@ async def _serve(services: Services, connection: Connection, actor: Actor) -> No
         connection.push(hello.model_dump_json())
         log.info("ws_connected")
         expiry = asyncio.create_task(_expire(connection))
+        reader = asyncio.create_task(_frames(Peer(services, connection, actor)))
+        closed = asyncio.create_task(connection.closed.wait())
         try:
-            await _frames(Peer(services, connection, actor))
+            # Whichever ends first: the client (the reader sees it) or a close from this
+            # side (an overflow, an expired token, shutdown), which must not wait for a
+            # frame from a client that may never send one.
+            await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            expiry.cancel()
+            for task in (expiry, reader, closed):
+                task.cancel()
+            await asyncio.gather(reader, closed, return_exceptions=True)
     finally:
         await _leave(services, connection, actor)
 

@@ -11,11 +11,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from app import schemas
 from app.errors import ErrorCode
+from app.serialization import DuplicateKey, loads_strict
 
 FrameId = Annotated[str, Field(max_length=64)]
 MAX_SYNC_LIMIT = 500
@@ -109,8 +109,10 @@ class FrameError(Exception):
 
 def parse(raw: str | bytes) -> AnyClientFrame:
     try:
-        data: Any = pydantic_core.from_json(raw, allow_inf_nan=False)
-    except ValueError as exc:
+        data: Any = loads_strict(raw)
+    except DuplicateKey as exc:
+        raise FrameError(ErrorCode.INVALID_FRAME, "frame has a duplicate key") from exc
+    except (ValueError, RecursionError) as exc:
         raise FrameError(ErrorCode.INVALID_FRAME, "frame is not valid JSON") from exc
     if not isinstance(data, dict):
         raise FrameError(ErrorCode.INVALID_FRAME, "a frame is a JSON object")

@@ -53,3 +53,15 @@ def last_sign_of_life(websocket: WebSocket, last_frame_at: float) -> datetime:
     by_pings = now - timedelta(seconds=_silent_for_s(websocket))
     by_frames = now - timedelta(seconds=time.monotonic() - last_frame_at)
     return max(by_pings, by_frames)
+
+
+def abort(websocket: WebSocket) -> None:
+    """Cut the TCP connection now, dropping whatever is buffered for it.
+
+    For a peer that stopped reading: a polite close waits for the buffer to drain, which
+    for such a peer is never.
+    """
+    protocol = getattr(getattr(websocket, "_send", None), "__self__", None)
+    transport = getattr(protocol, "transport", None)
+    if transport is not None and hasattr(transport, "abort"):
+        transport.abort()

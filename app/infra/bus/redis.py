@@ -25,11 +25,18 @@ OnMessage = Callable[[str, bytes], Awaitable[None]]
 OnReconnect = Callable[[], Awaitable[None]]
 
 RETRY_S = 0.5
+# After a failed PUBLISH, skip Redis for this long instead of making every send wait for
+# a connect timeout; clients catch up with `sync` once the bus is back (`resync`).
+BACKOFF_S = 1.0
 
 
 class RedisBus:
-    def __init__(self, redis: Redis, metrics: Metrics, home_channel: str) -> None:
+    def __init__(
+        self, redis: Redis, metrics: Metrics, home_channel: str, heartbeat_s: float
+    ) -> None:
         self._redis = redis
+        self._heartbeat_s = heartbeat_s
+        self._skip_until = 0.0
         self._metrics = metrics
         self._pubsub: PubSub = redis.pubsub(ignore_subscribe_messages=True)
         self._channels: set[str] = {home_channel}
@@ -42,6 +49,10 @@ class RedisBus:
         batch = list(messages)
         if not batch:
             return True
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._skip_until:
+            self._metrics.store_errors.labels(store="redis").inc()
+            return False
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for channel, data in batch:
@@ -49,6 +60,7 @@ class RedisBus:
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             self._metrics.store_errors.labels(store="redis").inc()
+            self._skip_until = loop.time() + BACKOFF_S
             log.warning("publish_failed", error=type(exc).__name__, messages=len(batch))
             return False
         return True
@@ -93,10 +105,7 @@ class RedisBus:
                     log.info("bus_resubscribed", channels=len(self._channels))
                     await on_reconnect()
                 first = False
-                while True:
-                    message = await self._pubsub.get_message(timeout=None)
-                    if message is not None and message["type"] == "message":
-                        await on_message(message["channel"].decode(), message["data"])
+                await self._listen(on_message)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -105,6 +114,28 @@ class RedisBus:
                 log.warning("bus_disconnected", error=type(exc).__name__)
                 await self._reset()
                 await asyncio.sleep(RETRY_S)
+
+    async def _listen(self, on_message: OnMessage) -> None:
+        """Read until the connection fails or stalls.
+
+        A subscription can die silently (a stalled or black-holed link); a PING on it every
+        heartbeat, answered in band, tells: no traffic for two heartbeats means stalled.
+        """
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        pinged = heard
+        while True:
+            message = await self._pubsub.get_message(timeout=self._heartbeat_s / 2)
+            now = loop.time()
+            if message is not None:
+                heard = now
+                if message["type"] == "message":
+                    await on_message(message["channel"].decode(), message["data"])
+            if now - heard > 2 * self._heartbeat_s:
+                raise ConnectionError("pub/sub connection stalled")
+            if now - pinged >= self._heartbeat_s:
+                pinged = now
+                await asyncio.wait_for(self._pubsub.ping(), self._heartbeat_s)
 
     async def _reset(self) -> None:
         """A fresh connection for the next attempt; the old one may be half-broken."""

@@ -1,0 +1,222 @@
+"""`delivered` / `read` frames: forward-only, clamped watermarks and who hears of a move."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from tests.cluster import Instance, Sockets, new_group, next_receipt, of_type, rest, rest_send
+from tests.support import new_user_id
+
+QUIET_S = 0.5
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[Sockets]:
+    opened = Sockets()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def mark(kind: str, room_id: str, seq: int) -> dict[str, Any]:
+    return {"type": kind, "room_id": room_id, "seq": seq}
+
+
+async def receipts_of(
+    instance: Instance, viewer: str, room_id: str, message_id: str
+) -> dict[str, dict[str, Any]]:
+    resp = await rest(
+        instance, viewer, "GET", f"/v1/rooms/{room_id}/messages/{message_id}/receipts"
+    )
+    assert resp.status_code == 200, resp.text
+    return {item["user_id"]: item for item in resp.json()["items"]}
+
+
+async def test_a_delivered_frame_pushes_a_receipt_to_the_sender_on_the_other_instance(
+    a: Instance, b: Instance, sockets: Sockets
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    first = await rest_send(a, alice, room["id"], "one")
+    second = await rest_send(a, alice, room["id"], "two")
+    alice_socket = await sockets.open(a, alice)
+    bob_socket = await sockets.open(b, bob)
+
+    ack = await bob_socket.request(mark("delivered", room["id"], 1))
+
+    assert ack == {"room_id": room["id"], "delivered_seq": 1, "read_seq": 0}
+    receipt = await alice_socket.next_of("receipt")
+    assert receipt["room_id"] == room["id"]
+    assert receipt["user_id"] == bob
+    assert receipt["kind"] == "delivered"
+    assert receipt["seq"] == 1
+    assert receipt["at"].endswith("Z")
+    view = await receipts_of(a, alice, room["id"], first["id"])
+    assert view[bob]["delivered_at"] is not None
+    assert view[bob]["read_at"] is None
+    unreached = await receipts_of(a, alice, room["id"], second["id"])
+    assert unreached[bob] == {"user_id": bob, "delivered_at": None, "read_at": None}
+
+
+async def test_a_read_frame_pushes_a_read_receipt_to_the_sender_and_shows_read_at(
+    a: Instance, b: Instance, sockets: Sockets
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    sent = await rest_send(a, alice, room["id"], "one")
+    alice_socket = await sockets.open(b, alice)
+    bob_socket = await sockets.open(a, bob)
+    await bob_socket.request(mark("delivered", room["id"], 1))
+    await next_receipt(alice_socket, "delivered")
+
+    ack = await bob_socket.request(mark("read", room["id"], 1))
+
+    assert ack == {"room_id": room["id"], "delivered_seq": 1, "read_seq": 1}
+    receipt = await alice_socket.next_of("receipt")
+    assert (receipt["kind"], receipt["seq"], receipt["user_id"]) == ("read", 1, bob)
+    assert receipt["at"].endswith("Z")
+    view = await receipts_of(b, alice, room["id"], sent["id"])
+    assert view[bob]["delivered_at"] is not None
+    assert view[bob]["read_at"] is not None
+    assert view[bob]["read_at"].endswith("Z")
+    delivered_at = datetime.fromisoformat(view[bob]["delivered_at"])
+    assert delivered_at <= datetime.fromisoformat(view[bob]["read_at"])
+
+
+async def test_reading_ahead_of_delivery_also_reports_delivered(
+    a: Instance, b: Instance, sockets: Sockets
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    await rest_send(a, alice, room["id"], "one")
+    alice_socket = await sockets.open(a, alice)
+    bob_socket = await sockets.open(b, bob)
+
+    ack = await bob_socket.request(mark("read", room["id"], 1))
+
+    assert ack["delivered_seq"] == 1  # read implies delivered
+    kinds = {(await alice_socket.next_of("receipt"))["kind"] for _ in range(2)}
+    assert kinds == {"delivered", "read"}
+
+
+async def test_the_readers_other_device_gets_the_receipt_but_the_reading_socket_only_its_ack(
+    a: Instance, b: Instance, sockets: Sockets
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    await rest_send(a, alice, room["id"], "one")
+    reading = await sockets.open(b, bob)
+    other_device = await sockets.open(a, bob)
+    await reading.request(mark("delivered", room["id"], 1))
+    await next_receipt(other_device, "delivered")
+
+    await reading.request(mark("read", room["id"], 1))
+
+    receipt = await next_receipt(other_device, "read")
+    assert (receipt["user_id"], receipt["seq"]) == (bob, 1)
+    assert of_type(await reading.drain(QUIET_S), "receipt") == []
+
+
+async def test_watermarks_never_move_back_and_a_stale_read_pushes_nothing(
+    a: Instance, b: Instance, sockets: Sockets
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    for i in range(3):
+        await rest_send(a, alice, room["id"], f"m{i}")
+    alice_socket = await sockets.open(a, alice)
+    bob_socket = await sockets.open(b, bob)
+
+    assert (await bob_socket.request(mark("read", room["id"], 3)))["read_seq"] == 3
+    await next_receipt(alice_socket, "read", seq=3)
+    await alice_socket.drain(QUIET_S)
+    stale = await bob_socket.request(mark("read", room["id"], 1))
+    stale_delivered = await bob_socket.request(mark("delivered", room["id"], 2))
+
+    assert stale == {"room_id": room["id"], "delivered_seq": 3, "read_seq": 3}
+    assert stale_delivered == stale
+    assert of_type(await alice_socket.drain(QUIET_S), "receipt") == []
+    summary = (await rest(b, bob, "GET", "/v1/rooms")).json()["items"]
+    (mine,) = [r for r in summary if r["id"] == room["id"]]
+    assert (mine["read_seq"], mine["delivered_seq"], mine["unread"]) == (3, 3, 0)
+
+
+async def test_a_read_beyond_the_last_seq_is_clamped_to_it(
+    a: Instance, b: Instance, sockets: Sockets
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    for i in range(2):
+        await rest_send(a, alice, room["id"], f"m{i}")
+    alice_socket = await sockets.open(a, alice)
+    bob_socket = await sockets.open(b, bob)
+
+    ack = await bob_socket.request(mark("read", room["id"], 1000))
+
+    assert ack == {"room_id": room["id"], "delivered_seq": 2, "read_seq": 2}
+    assert (await next_receipt(alice_socket, "read"))["seq"] == 2
+    # The next message is unread: the clamp left no credit for future messages.
+    await rest_send(a, alice, room["id"], "later")
+    summary = (await rest(b, bob, "GET", "/v1/rooms")).json()["items"]
+    (mine,) = [r for r in summary if r["id"] == room["id"]]
+    assert (mine["read_seq"], mine["unread"]) == (2, 1)
+
+
+async def test_a_member_who_sent_nothing_in_the_passed_range_gets_no_receipt(
+    a: Instance, b: Instance, sockets: Sockets
+) -> None:
+    alice, bob, carol = new_user_id("alice"), new_user_id("bob"), new_user_id("carol")
+    room = await new_group(a, alice, bob, carol)
+    await rest_send(a, alice, room["id"], "a1")
+    await rest_send(a, alice, room["id"], "a2")
+    await rest_send(a, carol, room["id"], "c3")
+    alice_socket = await sockets.open(a, alice)
+    carol_socket = await sockets.open(b, carol)
+    bob_socket = await sockets.open(b, bob)
+
+    await bob_socket.request(mark("delivered", room["id"], 2))
+
+    assert (await alice_socket.next_of("receipt"))["seq"] == 2
+    assert of_type(await carol_socket.drain(QUIET_S), "receipt") == []
+
+    await bob_socket.request(mark("delivered", room["id"], 3))
+
+    carols = await carol_socket.next_of("receipt")
+    assert (carols["user_id"], carols["kind"], carols["seq"]) == (bob, "delivered", 3)
+    assert of_type(await alice_socket.drain(QUIET_S), "receipt") == []
+
+
+async def test_a_sync_cursor_reports_delivery_to_the_sender(
+    a: Instance, b: Instance, sockets: Sockets
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    for i in range(2):
+        await rest_send(a, alice, room["id"], f"m{i}")
+    alice_socket = await sockets.open(a, alice)
+    bob_socket = await sockets.open(b, bob)
+
+    await bob_socket.request({"type": "sync", "cursors": {room["id"]: 2}})
+
+    receipt = await alice_socket.next_of("receipt")
+    assert (receipt["user_id"], receipt["kind"], receipt["seq"]) == (bob, "delivered", 2)
+
+
+async def test_marking_a_room_the_caller_is_not_in_is_room_not_found(
+    a: Instance, sockets: Sockets
+) -> None:
+    alice, bob, eve = new_user_id("alice"), new_user_id("bob"), new_user_id("eve")
+    room = await new_group(a, alice, bob)
+    await rest_send(a, alice, room["id"], "private")
+    eve_socket = await sockets.open(a, eve)
+
+    frame_id = await eve_socket.send(mark("read", room["id"], 1))
+    reply = await eve_socket.reply_to(frame_id)
+
+    assert reply["type"] == "error"
+    assert reply["code"] == "ROOM_NOT_FOUND"
