@@ -20,6 +20,12 @@ end
 local result = {#dead / 2}
 for user, score in pairs(last) do
   if redis.call('ZCOUNT', 'chat:presence:conns:' .. user, floor, '+inf') == 0 then
+    -- A connection of the user that ended after these last vouched (disconnect.lua).
+    local ended = tonumber(redis.call('GET', 'chat:presence:ended:' .. user))
+    redis.call('DEL', 'chat:presence:ended:' .. user)
+    if ended and ended > score then
+      score = ended
+    end
     if redis.call('DEL', 'chat:presence:online:' .. user) == 1 then
       table.insert(result, user)
       table.insert(result, tostring(score))
