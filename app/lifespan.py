@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.auth.tokens import TokenVerifier, resolve_secret
 from app.domain.limits import Limits
 from app.domain.typing_indicators import TypingIndicators
+from app.domain.users import KnownUsers
+from app.domain.writer import MessageWriter
 from app.infra import migrate
 from app.infra.bus import channels
 from app.infra.bus.redis import RedisBus
@@ -46,6 +48,8 @@ class Services:
     bus: RedisBus
     fanout: Fanout
     typing: TypingIndicators
+    writer: MessageWriter
+    known_users: KnownUsers
     presence: RedisPresence
     verifier: TokenVerifier
     limits: Limits
@@ -105,6 +109,12 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         stack.push_async_callback(bus.stop)
         heartbeat.start()
         stack.push_async_callback(heartbeat.stop)
+        limits = Limits.from_settings(settings)
+        writer = MessageWriter(
+            lambda: unit_of_work(sessions, fanout), limits, on_stored=metrics.messages_sent.inc
+        )
+        writer.start()
+        stack.push_async_callback(writer.stop)
         services = Services(
             settings=settings,
             instance_id=instance_id,
@@ -116,7 +126,9 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
             typing=TypingIndicators(fanout),
             presence=store,
             verifier=verifier,
-            limits=Limits.from_settings(settings),
+            limits=limits,
+            writer=writer,
+            known_users=KnownUsers(),
             metrics=metrics,
             database_url=database_url,
             redis_url=redis_url,

@@ -50,15 +50,23 @@ bearer = HTTPBearer(
 
 async def current_actor(
     services: ServicesDep,
-    work: WorkDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor:
     if credentials is None:
         raise Unauthorized("a bearer token is required")
     claims = services.verifier.verify(credentials.credentials)
     actor = Actor(user_id=claims.sub, name=claims.name, token_expires_at=claims.expires_at)
-    await users.sign_in(work, actor)
+    await sign_in(services, actor)
     return actor
+
+
+async def sign_in(services: Services, actor: Actor) -> None:
+    """Create or rename the user row, committed on its own before the request's work, so
+    that rows referring to the user (a message sent through the writer) can see it."""
+    if not services.known_users.known(actor):
+        async with unit_of_work(services.sessions, services.fanout) as work:
+            await users.sign_in(work, actor)
+        services.known_users.remember(actor)
 
 
 CurrentActor = Annotated[Actor, Depends(current_actor)]

@@ -1,8 +1,5 @@
-"""Messages: idempotent, gap-free sends; history pages; edits and tombstones.
-
-One function serves REST and the WebSocket alike; the caller's unit of work commits and
-then publishes what was emitted here.
-"""
+"""Messages: content rules, history pages, edits and tombstones. Sends go through the
+batching writer (`writer.py`); REST and the WebSocket share every function here."""
 
 from __future__ import annotations
 
@@ -15,7 +12,7 @@ from app.domain.events import RoomMessage
 from app.domain.limits import Limits
 from app.domain.ports import Actor, Work
 from app.errors import Conflict, Forbidden, MessageNotFound, PayloadTooLarge, ValidationFailed
-from app.infra.db.queries import messages, rooms
+from app.infra.db.queries import messages
 
 
 def _check_body(body: str | None, kind: str, limits: Limits) -> None:
@@ -25,56 +22,12 @@ def _check_body(body: str | None, kind: str, limits: Limits) -> None:
         raise ValidationFailed("a text message needs a non-blank body")
 
 
-def _check_content(draft: schemas.MessageSend, limits: Limits) -> None:
+def check_content(draft: schemas.MessageSend, limits: Limits) -> None:
     _check_body(draft.body, draft.kind, limits)
     if draft.kind == "text" and draft.attachment is not None:
         raise ValidationFailed("a text message carries no attachment")
     if draft.kind != "text" and draft.attachment is None:
         raise ValidationFailed(f"an {draft.kind} message needs an attachment")
-
-
-async def send(
-    work: Work, actor: Actor, room_id: uuid.UUID, draft: schemas.MessageSend, limits: Limits
-) -> schemas.Message:
-    """Store a message with the room's next seq, or return the one this client_msg_id made.
-
-    The room row lock is taken before the idempotency lookup, so a retry racing its
-    original waits for it and then finds it: one row, the same answer, no seq consumed.
-    """
-    _check_content(draft, limits)
-    await require_member(work.session, room_id, actor.user_id)
-    last_seq = await rooms.lock_room(work.session, room_id)
-    existing = await messages.find_by_client_id(work.session, actor.user_id, draft.client_msg_id)
-    if existing is None:
-        row = await messages.insert_message(
-            work.session,
-            {
-                "room_id": room_id,
-                "seq": last_seq + 1,
-                "sender_id": actor.user_id,
-                "kind": draft.kind,
-                "body": draft.body,
-                "attachment": draft.attachment.model_dump() if draft.attachment else None,
-                "client_msg_id": draft.client_msg_id,
-            },
-        )
-        if row is not None:
-            await rooms.advance_seq(work.session, room_id, last_seq + 1)
-            message = views.message(row)
-            work.log.emit(
-                RoomMessage(
-                    str(room_id), pushes.message(message), skip_connection=work.connection_id
-                )
-            )
-            return message
-        # The same client_msg_id committed meanwhile through another room's lock.
-        existing = await messages.find_by_client_id(
-            work.session, actor.user_id, draft.client_msg_id
-        )
-        assert existing is not None
-    if existing["room_id"] != room_id:
-        raise Conflict("this client_msg_id was already used for a message in another room")
-    return views.message(existing)
 
 
 async def history(

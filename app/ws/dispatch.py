@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.auth.tokens import Claims
-from app.domain import messages, presence, pushes, sync, watermarks
+from app.domain import presence, pushes, sync, watermarks
 from app.domain.ports import Actor, Work
 from app.errors import Unauthorized
 from app.lifespan import Services
@@ -44,8 +44,7 @@ async def on_auth(peer: Peer, frame: frames.AuthFrame) -> dict[str, Any]:
 
 
 async def on_send(peer: Peer, frame: frames.SendFrame) -> dict[str, Any]:
-    async with peer.work() as work:
-        message = await messages.send(work, peer.actor, frame.room_id, frame, peer.services.limits)
+    message = await peer.services.writer.send(peer.actor, frame.room_id, frame, peer.connection.id)
     return {"message": message.model_dump(mode="json")}
 
 

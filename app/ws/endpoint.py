@@ -20,8 +20,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.websockets import WebSocketDisconnect
 
+from app.api.deps import sign_in
 from app.auth.tokens import Claims
-from app.domain import presence, rooms, users
+from app.domain import presence, rooms
 from app.domain.ports import Actor
 from app.errors import ChatError, ErrorCode, RateLimited
 from app.lifespan import Services
@@ -119,8 +120,8 @@ async def _serve(services: Services, connection: Connection, actor: Actor) -> No
         # Follow the user's channel before reading their rooms: a room joined in between
         # is then announced to this connection rather than missed.
         await fanout.add(connection, [])
+        await sign_in(services, actor)
         async with unit_of_work(services.sessions, fanout, connection.id) as work:
-            await users.sign_in(work, actor)
             room_ids = await rooms.room_ids_of(work, actor.user_id)
             if came_online:
                 await presence.announce_online(work, [actor.user_id])

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app import schemas
-from app.api.deps import CurrentActor, LimitsDep, WorkDep
+from app.api.deps import CurrentActor, LimitsDep, ServicesDep, WorkDep
 from app.api.problems import responses
 from app.domain import messages, watermarks
 from app.errors import ErrorCode
@@ -51,14 +51,10 @@ async def list_messages(
     responses=responses(ROOM, BAD, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.CONFLICT),
 )
 async def send_message(
-    room_id: uuid.UUID,
-    body: schemas.MessageSend,
-    actor: CurrentActor,
-    work: WorkDep,
-    limits: LimitsDep,
+    room_id: uuid.UUID, body: schemas.MessageSend, actor: CurrentActor, services: ServicesDep
 ) -> schemas.Message:
     """Send a message. Repeating a `client_msg_id` returns the first message, creating nothing."""
-    return await messages.send(work, actor, room_id, body, limits)
+    return await services.writer.send(actor, room_id, body)
 
 
 @router.patch(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import RowMapping, delete, func, select, update
+from sqlalchemy import RowMapping, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -156,3 +156,16 @@ async def memberships_of(session: AsyncSession, user_id: str) -> Sequence[RowMap
         .where(members.c.user_id == user_id)
     )
     return (await session.execute(stmt)).mappings().all()
+
+
+async def members_among(
+    session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, str]]
+) -> set[tuple[uuid.UUID, str]]:
+    """Which (room, user) pairs are memberships, in one statement."""
+    wanted = list(set(pairs))
+    if not wanted:
+        return set()
+    stmt = select(members.c.room_id, members.c.user_id).where(
+        tuple_(members.c.room_id, members.c.user_id).in_(wanted)
+    )
+    return {(row[0], row[1]) for row in (await session.execute(stmt)).all()}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import RowMapping, func, select, text, update
+from sqlalchemy import RowMapping, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -128,3 +128,31 @@ async def after_cursors(
         {"rooms": rooms, "cursors": [cursors[r] for r in rooms], "per_room": per_room},
     )
     return result.mappings().all()
+
+
+async def find_by_client_ids(
+    session: AsyncSession, keys: Iterable[tuple[str, uuid.UUID]]
+) -> dict[tuple[str, uuid.UUID], RowMapping]:
+    """Messages already stored under these (sender, client_msg_id) keys."""
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    stmt = select(messages).where(
+        tuple_(messages.c.sender_id, messages.c.client_msg_id).in_(wanted)
+    )
+    rows = (await session.execute(stmt)).mappings().all()
+    return {(row["sender_id"], row["client_msg_id"]): row for row in rows}
+
+
+async def insert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> Sequence[RowMapping]:
+    """Insert a batch in one statement; rows whose (sender, client_msg_id) exists are skipped
+    (the caller compares counts and retries the batch)."""
+    if not rows:
+        return []
+    stmt = (
+        insert(messages)
+        .values([{"id": uuid.uuid4(), **row} for row in rows])
+        .on_conflict_do_nothing(index_elements=[messages.c.sender_id, messages.c.client_msg_id])
+        .returning(*messages.c)
+    )
+    return (await session.execute(stmt)).mappings().all()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import RowMapping, and_, func, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import BigInteger, RowMapping, and_, column, func, select, tuple_, update, values
+from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.infra.db.tables import Member, Message, Room, table
@@ -120,3 +120,32 @@ async def last_messages(
     stmt = select(messages).where(and_(tuple_(messages.c.room_id, messages.c.seq).in_(wanted)))
     rows = (await session.execute(stmt)).mappings().all()
     return {row["room_id"]: row for row in rows}
+
+
+async def lock_rooms(session: AsyncSession, room_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Row-lock several rooms and return their last_seq. Locks are taken in id order, so
+    writers locking overlapping sets of rooms can never deadlock."""
+    ids = sorted(set(room_ids))
+    if not ids:
+        return {}
+    stmt = (
+        select(rooms.c.id, rooms.c.last_seq)
+        .where(rooms.c.id.in_(ids))
+        .order_by(rooms.c.id)
+        .with_for_update()
+    )
+    return {row[0]: int(row[1]) for row in (await session.execute(stmt)).all()}
+
+
+async def advance_many(session: AsyncSession, last_seqs: dict[uuid.UUID, int]) -> None:
+    """Move several rooms' last_seq (and activity time) in one statement."""
+    if not last_seqs:
+        return
+    moved = values(column("id", UUID(as_uuid=True)), column("seq", BigInteger), name="moved").data(
+        list(last_seqs.items())
+    )
+    await session.execute(
+        update(rooms)
+        .where(rooms.c.id == moved.c.id)
+        .values(last_seq=moved.c.seq, last_activity_at=func.now())
+    )
