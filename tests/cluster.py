@@ -326,3 +326,74 @@ class SilentProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+# ---- helpers for the hostile-input tests (tests/hostile) -------------------------------
+
+# Lines in an instance's log that mean an exception escaped the code meant to handle it.
+UNHANDLED_MARKERS = (
+    "unhandled_error",
+    "frame_failed",
+    "Traceback",
+    "Exception in ASGI application",
+)
+
+
+class Fleet:
+    """The instances one test module starts (each with its own settings), all stopped at
+    its end; start-ups overlap so several instances cost about as much as one."""
+
+    def __init__(self, stores: Stores, log_dir: Path) -> None:
+        self.stores = stores
+        self.log_dir = log_dir
+        self.instances: list[Instance] = []
+
+    def start(self, **named: dict[str, str]) -> dict[str, Instance]:
+        """Start one instance per name, with that name's settings; returns them by name."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        started = {
+            name: Instance(name, self.stores, self.log_dir, **s) for name, s in named.items()
+        }
+        self.instances.extend(started.values())
+        with ThreadPoolExecutor(len(started)) as pool:
+            for future in [pool.submit(i.start) for i in started.values()]:
+                future.result()
+        return started
+
+    def stop(self) -> None:
+        for instance in self.instances:
+            with contextlib.suppress(Exception):
+                terminate(instance)
+
+
+def alive(instance: Instance) -> bool:
+    return instance.proc is not None and instance.proc.poll() is None
+
+
+def rss_bytes(instance: Instance) -> int:
+    """The resident memory of an instance's process (VmRSS in /proc/<pid>/status)."""
+    assert instance.proc is not None
+    status = Path(f"/proc/{instance.proc.pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def unhandled_errors(instance: Instance) -> list[str]:
+    """Log lines of an instance that report an unhandled exception."""
+    return [
+        line for line in instance.log().splitlines() if any(m in line for m in UNHANDLED_MARKERS)
+    ]
+
+
+def log_events(instance: Instance, event: str) -> list[dict[str, Any]]:
+    """The JSON log records of an instance with this `event`."""
+    records = []
+    for line in instance.log().splitlines():
+        if f'"{event}"' not in line:
+            continue
+        with contextlib.suppress(orjson.JSONDecodeError):
+            record = orjson.loads(line)
+            if isinstance(record, dict) and record.get("event") == event:
+                records.append(record)
+    return records
