@@ -49,6 +49,7 @@ class Services:
     fanout: Fanout
     typing: TypingIndicators
     writer: MessageWriter
+    heartbeat: Heartbeat
     known_users: KnownUsers
     presence: RedisPresence
     verifier: TokenVerifier
@@ -101,11 +102,7 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
             store, fanout, lambda: unit_of_work(sessions, fanout), metrics, settings.heartbeat_s
         )
 
-        async def redis_reconnected() -> None:
-            heartbeat.redis_restarted()
-            await fanout.on_bus_reconnect()
-
-        bus.start(fanout.on_bus_message, redis_reconnected)
+        bus.start(fanout.on_bus_message, fanout.on_bus_reconnect)
         stack.push_async_callback(bus.stop)
         heartbeat.start()
         stack.push_async_callback(heartbeat.stop)
@@ -128,6 +125,7 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
             verifier=verifier,
             limits=limits,
             writer=writer,
+            heartbeat=heartbeat,
             known_users=KnownUsers(),
             metrics=metrics,
             database_url=database_url,

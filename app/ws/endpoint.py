@@ -157,11 +157,18 @@ async def _leave(services: Services, connection: Connection, actor: Actor) -> No
     await services.fanout.remove(connection)
     await connection.finish()
     try:
-        if await services.presence.disconnect(actor.user_id, connection.id):
+        went_offline = await services.presence.disconnect(actor.user_id, connection.id)
+    except (RedisError, OSError) as exc:
+        # Settled by the heartbeat once Redis answers, with this last seen.
+        log.warning("presence_leave_deferred", error=type(exc).__name__)
+        services.heartbeat.leave_later(actor.user_id, connection.id, last_seen)
+        went_offline = False
+    if went_offline:
+        try:
             async with unit_of_work(services.sessions, services.fanout) as work:
                 await presence.record_offline(work, [(actor.user_id, last_seen)])
-    except (RedisError, OSError, DBAPIError) as exc:
-        log.warning("presence_leave_failed", error=type(exc).__name__)
+        except (DBAPIError, OSError) as exc:
+            log.warning("last_seen_not_recorded", error=type(exc).__name__)
     log.info("ws_closed", code=connection.close_code)
 
 

@@ -10,6 +10,7 @@ instance can run it at once without a double or a lost offline event.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import structlog
 from redis.exceptions import RedisError
@@ -40,7 +41,7 @@ class Heartbeat:
         self._interval = heartbeat_s / 2
         # The server's keepalive pings go out every heartbeat and time out after one.
         self._ping_timeout_s = heartbeat_s
-        self._reregister = False
+        self._pending_leaves: list[tuple[str, str, datetime]] = []
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -51,9 +52,9 @@ class Heartbeat:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def redis_restarted(self) -> None:
-        """Redis may have lost the registry: put every local connection back next tick."""
-        self._reregister = True
+    def leave_later(self, user_id: str, connection_id: str, last_seen: datetime) -> None:
+        """A connection ended while Redis was unreachable: unregister it on a later tick."""
+        self._pending_leaves.append((user_id, connection_id, last_seen))
 
     async def _run(self) -> None:
         while True:
@@ -61,11 +62,23 @@ class Heartbeat:
             try:
                 await self.tick()
             except (RedisError, OSError) as exc:
-                self._reregister = True
                 self._metrics.store_errors.labels(store="redis").inc()
                 log.warning("heartbeat_failed", error=type(exc).__name__)
             except Exception:  # the loop must outlive any one bad tick
                 log.exception("heartbeat_tick_failed")
+
+    async def _settle_pending_leaves(self) -> list[tuple[str, datetime]]:
+        pending, self._pending_leaves = self._pending_leaves, []
+        offline = []
+        for index, (user_id, connection_id, last_seen) in enumerate(pending):
+            try:
+                went = await self._store.disconnect(user_id, connection_id)
+                if went or not await self._store.online([user_id]):
+                    offline.append((user_id, last_seen))
+            except (RedisError, OSError):
+                self._pending_leaves.extend(pending[index:])
+                raise
+        return offline
 
     async def tick(self) -> None:
         pairs: list[tuple[str, str]] = []
@@ -75,9 +88,19 @@ class Heartbeat:
                 log.info("ws_keepalive_timeout", connection_id=conn.id, user_id=conn.user_id)
             else:
                 pairs.append((conn.id, conn.user_id))
-        reregister, self._reregister = self._reregister, False
-        came = await self._store.refresh(pairs, reregister=reregister)
-        removed, offline = await self._store.sweep()
+        offline = await self._settle_pending_leaves()
+        came = await self._store.refresh(pairs)
+        # A connection that closed while the refresh was on its way was just put back:
+        # take it out again (its leave already reported any transition), and say nothing
+        # of its user coming online.
+        local = self._fanout.connections
+        for connection_id, user_id in pairs:
+            if connection_id not in local:
+                await self._store.disconnect(user_id, connection_id)
+        still_here = {user for connection_id, user in pairs if connection_id in local}
+        came = [user for user in came if user in still_here]
+        removed, swept = await self._store.sweep()
+        offline += swept
         self._metrics.sweeps.inc()
         self._metrics.dead_connections.inc(removed)
         self._metrics.local_users.set(len({user for _, user in pairs}))

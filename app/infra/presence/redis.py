@@ -59,14 +59,12 @@ class RedisPresence:
         args: list[str | int] = [user_id, connection_id, _now_ms(), self._grace_ms]
         return bool(await self._scripts["disconnect"](args=args))
 
-    async def refresh(
-        self, connections: Sequence[tuple[str, str]], *, reregister: bool = False
-    ) -> list[str]:
-        """Vouch for (connection_id, user_id) pairs; returns users that came back online."""
+    async def refresh(self, connections: Sequence[tuple[str, str]]) -> list[str]:
+        """Vouch for (connection_id, user_id) pairs; returns users that came (back) online."""
         came: list[str] = []
         now = _now_ms()
         for start in range(0, len(connections), BATCH):
-            args: list[str | int] = [now, int(reregister)]
+            args: list[str | int] = [now]
             for connection_id, user_id in connections[start : start + BATCH]:
                 args += [connection_id, user_id]
             result = await self._scripts["refresh"](args=args)
