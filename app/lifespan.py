@@ -18,6 +18,7 @@ from app.auth.tokens import TokenVerifier, resolve_secret
 from app.domain.limits import Limits
 from app.domain.typing_indicators import TypingIndicators
 from app.domain.users import KnownUsers
+from app.domain.watermarks import WatermarkWriter
 from app.domain.writer import MessageWriter
 from app.infra import migrate
 from app.infra.bus import channels
@@ -49,6 +50,7 @@ class Services:
     fanout: Fanout
     typing: TypingIndicators
     writer: MessageWriter
+    watermark_writer: WatermarkWriter
     heartbeat: Heartbeat
     known_users: KnownUsers
     presence: RedisPresence
@@ -112,6 +114,9 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         )
         writer.start()
         stack.push_async_callback(writer.stop)
+        watermark_writer = WatermarkWriter(lambda: unit_of_work(sessions, fanout))
+        watermark_writer.start()
+        stack.push_async_callback(watermark_writer.stop)
         services = Services(
             settings=settings,
             instance_id=instance_id,
@@ -125,6 +130,7 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
             verifier=verifier,
             limits=limits,
             writer=writer,
+            watermark_writer=watermark_writer,
             heartbeat=heartbeat,
             known_users=KnownUsers(),
             metrics=metrics,

@@ -36,9 +36,13 @@ async def sync(work: Work, actor: Actor, cursors: dict[uuid.UUID, int], limit: i
         room_id: min(cursors.get(room_id, row["delivered_seq"]), row["last_seq"])
         for room_id, row in memberships.items()
     }
-    for room_id, cursor in cursors.items():
-        if room_id in memberships and cursor > memberships[room_id]["delivered_seq"]:
-            await watermarks.mark(work, actor, room_id, delivered=cursor)
+    acknowledged = [
+        watermarks.Mark(actor, room_id, delivered=cursor, connection_id=work.connection_id)
+        for room_id, cursor in cursors.items()
+        if room_id in memberships and cursor > memberships[room_id]["delivered_seq"]
+    ]
+    if acknowledged:
+        await watermarks.mark_many(work, acknowledged)
     rows = await messages.after_cursors(work.session, starts, limit + 1)
     result = SyncResult()
     counts: dict[uuid.UUID, int] = {}

@@ -7,6 +7,9 @@ passed, never to the whole room: in a large group that would be quadratic.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -14,44 +17,93 @@ from app import schemas
 from app.domain import cursors, pushes, views
 from app.domain.access import require_member
 from app.domain.events import UserFrame
+from app.domain.lanes import Lanes
 from app.domain.limits import Limits
 from app.domain.ports import Actor, Work
-from app.errors import MessageNotFound, RoomNotFound, ValidationFailed
+from app.errors import ChatError, MessageNotFound, RoomNotFound, ValidationFailed
 from app.infra.db.queries import members, messages, receipts
 
 Kind = Literal["delivered", "read"]
+KINDS: tuple[Kind, ...] = ("delivered", "read")
 
 
-async def mark(
-    work: Work,
-    actor: Actor,
-    room_id: uuid.UUID,
-    *,
-    delivered: int = 0,
-    read: int = 0,
-) -> schemas.Watermarks:
-    """Move the actor's watermarks up to `delivered` / `read` (read implies delivered)."""
-    if delivered < 0 or read < 0:
-        raise ValidationFailed("seq must not be negative")
-    moved = await members.move_watermarks(work.session, room_id, actor.user_id, delivered, read)
-    if moved is None:
-        raise RoomNotFound("no such room")
-    before, after = moved
-    at = datetime.now(UTC)
-    moves: dict[Kind, tuple[int, int]] = {}
-    for kind in ("delivered", "read"):
-        old, new = before[f"{kind}_seq"], after[f"{kind}_seq"]
-        if new > old:
-            moves[kind] = (old, new)
-    await receipts.record(
-        work.session, room_id, actor.user_id, {k: new for k, (_, new) in moves.items()}, at
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Move `actor`'s watermarks in a room up to `delivered` / `read`."""
+
+    actor: Actor
+    room_id: uuid.UUID
+    delivered: int = 0
+    read: int = 0
+    connection_id: str | None = None
+
+
+async def mark_many(work: Work, marks: list[Mark]) -> list[schemas.Watermarks | ChatError]:
+    """Apply many marks in one go: a few statements, whatever their number.
+
+    Marks of one member in one room coalesce (the highest wins). Each moved watermark
+    writes one receipt row and is pushed to the reader's other connections and to the
+    senders of the messages it passed.
+    """
+    targets: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
+    origin: dict[tuple[uuid.UUID, str], set[str | None]] = {}
+    for m in marks:
+        if m.delivered < 0 or m.read < 0:
+            raise ValidationFailed("seq must not be negative")
+        key = (m.room_id, m.actor.user_id)
+        delivered, read = targets.get(key, (0, 0))
+        targets[key] = (max(delivered, m.delivered), max(read, m.read))
+        origin.setdefault(key, set()).add(m.connection_id)
+    before = await members.lock_members(work.session, targets)
+    after = await members.raise_watermarks(
+        work.session, {k: v for k, v in targets.items() if k in before}
     )
-    for kind, (old, new) in moves.items():
-        senders = await messages.senders_between(work.session, room_id, old, new)
-        targets = (actor.user_id, *sorted(senders - {actor.user_id}))
-        frame = pushes.receipt(str(room_id), actor.user_id, kind, new, at)
-        work.log.emit(UserFrame(targets, frame, skip_connection=work.connection_id))
-    return views.watermarks(after)
+    at = datetime.now(UTC)
+    moves: list[tuple[tuple[uuid.UUID, str], Kind, int, int]] = []
+    for key, row in after.items():
+        for kind in KINDS:
+            old, new = before[key][f"{kind}_seq"], row[f"{kind}_seq"]
+            if new > old:
+                moves.append((key, kind, old, new))
+    await receipts.record_many(
+        work.session, [(room, user, kind, new) for (room, user), kind, _, new in moves], at
+    )
+    senders = await messages.senders_in_ranges(
+        work.session, [(room, old, new) for (room, _), _, old, new in moves]
+    )
+    for ((room, user), kind, _, new), passed in zip(moves, senders, strict=True):
+        sources = origin[(room, user)]
+        skip = next(iter(sources)) if len(sources) == 1 else None
+        targets_ = (user, *sorted(passed - {user}))
+        frame = pushes.receipt(str(room), user, kind, new, at)
+        work.log.emit(UserFrame(targets_, frame, skip_connection=skip))
+    return [
+        views.watermarks(after[(m.room_id, m.actor.user_id)])
+        if (m.room_id, m.actor.user_id) in after
+        else RoomNotFound("no such room")
+        for m in marks
+    ]
+
+
+class WatermarkWriter:
+    """Marks from every connection and request, applied in batches by ordered lanes."""
+
+    def __init__(self, work: Callable[[], AbstractAsyncContextManager[Work]]) -> None:
+        self._work = work
+        self._lanes: Lanes[Mark, schemas.Watermarks] = Lanes("watermarks", self._apply)
+
+    def start(self) -> None:
+        self._lanes.start()
+
+    async def stop(self) -> None:
+        await self._lanes.stop()
+
+    async def mark(self, mark: Mark) -> schemas.Watermarks:
+        return await self._lanes.submit(mark.room_id, mark)
+
+    async def _apply(self, batch: list[Mark]) -> list[schemas.Watermarks | ChatError]:
+        async with self._work() as work:
+            return await mark_many(work, batch)
 
 
 async def message_receipts(

@@ -5,6 +5,7 @@ Handlers are thin: they open a unit of work and call the same domain services as
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -61,18 +62,18 @@ async def on_sync(peer: Peer, frame: frames.SyncFrame) -> dict[str, Any]:
     }
 
 
-async def _mark(peer: Peer, room_id: Any, **marks: int) -> dict[str, Any]:
-    async with peer.work() as work:
-        moved = await watermarks.mark(work, peer.actor, room_id, **marks)
+async def _mark(peer: Peer, room_id: uuid.UUID, delivered: int, read: int) -> dict[str, Any]:
+    mark = watermarks.Mark(peer.actor, room_id, delivered, read, peer.connection.id)
+    moved = await peer.services.watermark_writer.mark(mark)
     return moved.model_dump(mode="json")
 
 
 async def on_delivered(peer: Peer, frame: frames.DeliveredFrame) -> dict[str, Any]:
-    return await _mark(peer, frame.room_id, delivered=frame.seq)
+    return await _mark(peer, frame.room_id, delivered=frame.seq, read=0)
 
 
 async def on_read(peer: Peer, frame: frames.ReadFrame) -> dict[str, Any]:
-    return await _mark(peer, frame.room_id, read=frame.seq)
+    return await _mark(peer, frame.room_id, delivered=0, read=frame.seq)
 
 
 async def on_typing(peer: Peer, frame: frames.TypingFrame) -> dict[str, Any]:

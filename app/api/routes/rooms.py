@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app import schemas
-from app.api.deps import CurrentActor, LimitsDep, WorkDep
+from app.api.deps import CurrentActor, LimitsDep, ServicesDep, WorkDep
 from app.api.problems import responses
 from app.domain import membership, rooms, watermarks
 from app.errors import ErrorCode
@@ -127,7 +127,7 @@ async def remove_member(
     responses=responses(NOT_FOUND, BAD),
 )
 async def mark_read(
-    room_id: uuid.UUID, body: schemas.ReadMark, actor: CurrentActor, work: WorkDep
+    room_id: uuid.UUID, body: schemas.ReadMark, actor: CurrentActor, services: ServicesDep
 ) -> schemas.Watermarks:
     """Move the caller's read watermark forward (clamped to the room's last seq)."""
-    return await watermarks.mark(work, actor, room_id, read=body.seq)
+    return await services.watermark_writer.mark(watermarks.Mark(actor, room_id, read=body.seq))

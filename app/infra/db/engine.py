@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -13,7 +16,7 @@ from app.settings import Settings
 
 
 def make_engine(url: str, settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size // 2,
@@ -31,6 +34,25 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
             },
         },
     )
+    event.listen(engine.sync_engine.pool, "invalidate", _abort_if_unanswering)
+    return engine
+
+
+def _abort_if_unanswering(
+    dbapi_connection: Any, _record: Any, exception: BaseException | None
+) -> None:
+    """A connection dropped because it timed out or its socket failed is aborted at once.
+
+    Otherwise SQLAlchemy closes it politely and waits up to 2 s for a server that is not
+    answering (that is why it is being dropped): a stalled PostgreSQL then took the full
+    command timeout plus those 2 s to report, past the 5 s in which a request must fail.
+    """
+    if not isinstance(exception, (TimeoutError, OSError)) or dbapi_connection is None:
+        return
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    terminate = getattr(driver, "terminate", None)
+    if callable(terminate):
+        terminate()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -5,7 +5,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import RowMapping, delete, func, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    RowMapping,
+    String,
+    Uuid,
+    column,
+    delete,
+    func,
+    select,
+    tuple_,
+    update,
+    values,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,48 +116,9 @@ async def successor(session: AsyncSession, room_id: uuid.UUID) -> str | None:
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def move_watermarks(
-    session: AsyncSession,
-    room_id: uuid.UUID,
-    user_id: str,
-    delivered: int,
-    read: int,
-) -> tuple[RowMapping, RowMapping] | None:
-    """Move both watermarks forward only, clamped to the room's last_seq.
-
-    Returns (before, after), or None when the user is not a member. The member row is
-    locked first so that two moves of one member serialize and each sees the other.
-    """
-    before = await get_member(session, room_id, user_id, lock=True)
-    if before is None:
-        return None
-    last_seq = select(rooms.c.last_seq).where(rooms.c.id == room_id).scalar_subquery()
-    new_read = func.greatest(members.c.read_seq, func.least(read, last_seq))
-    new_delivered = func.greatest(
-        members.c.delivered_seq, new_read, func.least(delivered, last_seq)
-    )
-    stmt = (
-        update(members)
-        .where(members.c.room_id == room_id, members.c.user_id == user_id)
-        .values(read_seq=new_read, delivered_seq=new_delivered)
-        .returning(*members.c)
-    )
-    after = (await session.execute(stmt)).mappings().one()
-    return before, after
-
-
 async def count_members(session: AsyncSession, room_id: uuid.UUID) -> int:
     stmt = select(func.count()).select_from(members).where(members.c.room_id == room_id)
     return int((await session.execute(stmt)).scalar_one())
-
-
-async def rooms_in_common(
-    session: AsyncSession, user_id: str, room_ids: Sequence[uuid.UUID]
-) -> set[uuid.UUID]:
-    stmt = select(members.c.room_id).where(
-        members.c.user_id == user_id, members.c.room_id.in_(list(room_ids))
-    )
-    return set((await session.execute(stmt)).scalars().all())
 
 
 async def memberships_of(session: AsyncSession, user_id: str) -> Sequence[RowMapping]:
@@ -169,3 +142,53 @@ async def members_among(
         tuple_(members.c.room_id, members.c.user_id).in_(wanted)
     )
     return {(row[0], row[1]) for row in (await session.execute(stmt)).all()}
+
+
+async def lock_members(
+    session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], RowMapping]:
+    """Row-lock several memberships (in key order, so concurrent batches cannot deadlock)
+    and return them as they were."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return {}
+    stmt = (
+        select(members)
+        .where(tuple_(members.c.room_id, members.c.user_id).in_(wanted))
+        .order_by(members.c.room_id, members.c.user_id)
+        .with_for_update()
+    )
+    rows = (await session.execute(stmt)).mappings().all()
+    return {(row["room_id"], row["user_id"]): row for row in rows}
+
+
+async def raise_watermarks(
+    session: AsyncSession, targets: dict[tuple[uuid.UUID, str], tuple[int, int]]
+) -> dict[tuple[uuid.UUID, str], RowMapping]:
+    """Move (delivered, read) watermarks forward only, clamped to each room's last_seq,
+    read implying delivered; one statement for the whole batch. Returns the new rows."""
+    if not targets:
+        return {}
+    wanted = values(
+        column("room_id", Uuid()),
+        column("user_id", String),
+        column("delivered", BigInteger),
+        column("read", BigInteger),
+        name="wanted",
+    ).data([(room, user, d, r) for (room, user), (d, r) in targets.items()])
+    new_read = func.greatest(members.c.read_seq, func.least(wanted.c.read, rooms.c.last_seq))
+    new_delivered = func.greatest(
+        members.c.delivered_seq, new_read, func.least(wanted.c.delivered, rooms.c.last_seq)
+    )
+    stmt = (
+        update(members)
+        .where(
+            members.c.room_id == wanted.c.room_id,
+            members.c.user_id == wanted.c.user_id,
+            rooms.c.id == wanted.c.room_id,
+        )
+        .values(read_seq=new_read, delivered_seq=new_delivered)
+        .returning(*members.c)
+    )
+    rows = (await session.execute(stmt)).mappings().all()
+    return {(row["room_id"], row["user_id"]): row for row in rows}

@@ -15,26 +15,6 @@ from app.infra.db.tables import Message, table
 messages = table(Message)
 
 
-async def find_by_client_id(
-    session: AsyncSession, sender_id: str, client_msg_id: uuid.UUID
-) -> RowMapping | None:
-    stmt = select(messages).where(
-        messages.c.sender_id == sender_id, messages.c.client_msg_id == client_msg_id
-    )
-    return (await session.execute(stmt)).mappings().one_or_none()
-
-
-async def insert_message(session: AsyncSession, values: dict[str, Any]) -> RowMapping | None:
-    """Insert; None when (sender, client_msg_id) already exists (a concurrent retry won)."""
-    stmt = (
-        insert(messages)
-        .values(id=uuid.uuid4(), **values)
-        .on_conflict_do_nothing(index_elements=[messages.c.sender_id, messages.c.client_msg_id])
-        .returning(*messages.c)
-    )
-    return (await session.execute(stmt)).mappings().one_or_none()
-
-
 async def get_message(
     session: AsyncSession, room_id: uuid.UUID, message_id: uuid.UUID, *, lock: bool = False
 ) -> RowMapping | None:
@@ -86,20 +66,6 @@ async def tombstone(session: AsyncSession, message_id: uuid.UUID) -> RowMapping:
         .returning(*messages.c)
     )
     return (await session.execute(stmt)).mappings().one()
-
-
-async def senders_between(
-    session: AsyncSession, room_id: uuid.UUID, low: int, high: int
-) -> set[str]:
-    """Who sent messages with low < seq <= high: the people a watermark move concerns."""
-    if high <= low:
-        return set()
-    stmt = (
-        select(messages.c.sender_id)
-        .distinct()
-        .where(messages.c.room_id == room_id, messages.c.seq > low, messages.c.seq <= high)
-    )
-    return set((await session.execute(stmt)).scalars().all())
 
 
 _AFTER_CURSORS = text(
@@ -156,3 +122,31 @@ async def insert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> Sequ
         .returning(*messages.c)
     )
     return (await session.execute(stmt)).mappings().all()
+
+
+_SENDERS_IN_RANGES = text(
+    """
+    SELECT DISTINCT r.idx, m.sender_id
+    FROM unnest(CAST(:rooms AS uuid[]), CAST(:lows AS bigint[]), CAST(:highs AS bigint[]),
+                CAST(:idx AS int[])) AS r(room_id, low, high, idx)
+    JOIN messages AS m ON m.room_id = r.room_id AND m.seq > r.low AND m.seq <= r.high
+    """
+)
+
+
+async def senders_in_ranges(
+    session: AsyncSession, ranges: list[tuple[uuid.UUID, int, int]]
+) -> list[set[str]]:
+    """For each (room, low, high): who sent messages with low < seq <= high."""
+    found: list[set[str]] = [set() for _ in ranges]
+    if not ranges:
+        return found
+    params = {
+        "rooms": [r[0] for r in ranges],
+        "lows": [r[1] for r in ranges],
+        "highs": [r[2] for r in ranges],
+        "idx": list(range(len(ranges))),
+    }
+    for idx, sender in (await session.execute(_SENDERS_IN_RANGES, params)).all():
+        found[idx].add(sender)
+    return found

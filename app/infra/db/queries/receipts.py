@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,20 +16,18 @@ receipts = table(Receipt)
 members = table(Member)
 
 
-async def record(
+async def record_many(
     session: AsyncSession,
-    room_id: uuid.UUID,
-    user_id: str,
-    moves: Mapping[str, int],
+    moves: Sequence[tuple[uuid.UUID, str, str, int]],
     at: datetime,
 ) -> None:
-    """One row per watermark that moved, with the seq it now reaches."""
+    """One row per watermark that moved: (room, user, kind, the seq it now reaches)."""
     if moves:
         await session.execute(
             insert(receipts),
             [
-                {"room_id": room_id, "user_id": user_id, "kind": kind, "up_to_seq": seq, "at": at}
-                for kind, seq in moves.items()
+                {"room_id": room, "user_id": user, "kind": kind, "up_to_seq": seq, "at": at}
+                for room, user, kind, seq in moves
             ],
         )
 

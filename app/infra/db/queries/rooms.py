@@ -55,12 +55,6 @@ async def lock_room(session: AsyncSession, room_id: uuid.UUID) -> int:
     return int((await session.execute(stmt)).scalar_one())
 
 
-async def advance_seq(session: AsyncSession, room_id: uuid.UUID, seq: int) -> None:
-    await session.execute(
-        update(rooms).where(rooms.c.id == room_id).values(last_seq=seq, last_activity_at=func.now())
-    )
-
-
 async def rename(session: AsyncSession, room_id: uuid.UUID, name: str) -> None:
     await session.execute(
         update(rooms).where(rooms.c.id == room_id).values(name=name, last_activity_at=func.now())
