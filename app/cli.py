@@ -12,7 +12,7 @@ import uvicorn
 
 from app.auth.tokens import ConfigError, issue, resolve_secret
 from app.infra.logging import configure
-from app.server import Server
+from app.server import Server, allow_token_headers
 from app.settings import Settings
 
 cli = typer.Typer(
@@ -54,6 +54,7 @@ def serve(
         access_log=False,
         proxy_headers=True,
     )
+    allow_token_headers(settings.max_token_bytes)
     Server(config, app).run()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.tokens import TokenVerifier, resolve_secret
@@ -29,6 +30,7 @@ from app.infra.metrics import Metrics
 from app.infra.presence.redis import RedisPresence
 from app.settings import Settings
 from app.work import unit_of_work
+from app.ws import watches
 from app.ws.fanout import Fanout
 from app.ws.heartbeat import Heartbeat
 
@@ -37,6 +39,7 @@ log = structlog.get_logger(__name__)
 SHUTDOWN_DRAIN_S = 5.0
 # Redis answers in well under a millisecond; a call that takes seconds means it is gone.
 REDIS_TIMEOUT_S = 2.0
+REDIS_POOL_SIZE = 200
 
 
 @dataclass(slots=True)
@@ -84,21 +87,28 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
     verifier = TokenVerifier(settings, resolve_secret(settings))
     async with AsyncExitStack() as stack:
         database_url, redis_url = await _stores(settings, stack)
-        engine = make_engine(database_url, settings)
+        engine = make_engine(database_url, settings, metrics)
         stack.push_async_callback(engine.dispose)
         if settings.migrate_on_start or settings.database_url is None:
             await migrate.upgrade(engine)
-        redis = Redis.from_url(
-            redis_url,
-            socket_timeout=REDIS_TIMEOUT_S,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
-            health_check_interval=settings.heartbeat_s,
+        # A blocking pool: a burst (a reconnect storm) waits briefly for a free connection
+        # instead of failing at once as the default pool does when all are in use.
+        redis = Redis(
+            connection_pool=BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=REDIS_POOL_SIZE,
+                timeout=REDIS_TIMEOUT_S,
+                socket_timeout=REDIS_TIMEOUT_S,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+                health_check_interval=settings.heartbeat_s,
+            )
         )
         stack.push_async_callback(redis.aclose)
         instance_id = settings.instance_id or uuid.uuid4().hex[:12]
         bus = RedisBus(redis, metrics, channels.instance(instance_id), settings.heartbeat_s)
         fanout = Fanout(bus, instance_id, metrics)
         sessions = make_sessionmaker(engine)
+        fanout.recheck_watches = functools.partial(watches.recheck, sessions, fanout)
         store = RedisPresence(redis, grace_s=2 * settings.heartbeat_s)
         heartbeat = Heartbeat(
             store, fanout, lambda: unit_of_work(sessions, fanout), metrics, settings.heartbeat_s

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from app import __version__
 from app.api import problems
@@ -23,6 +26,8 @@ REST under `/v1` for everything stateful; a JSON WebSocket at `/v1/ws` for live 
 (documented in `openapi/asyncapi.yaml`). Errors are RFC 9457 problem details with a
 stable `code`.
 """
+
+DEMO_DIR = Path(__file__).with_name("static") / "demo"
 
 TAGS = [
     {"name": "users", "description": "The caller and the people they share rooms with."},
@@ -56,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, users, rooms, messages):
         app.include_router(module.router)
     app.include_router(endpoint.router)
+    # The browser demo: static files, no build step; same origin, so its socket is allowed.
+    app.mount("/demo", StaticFiles(directory=DEMO_DIR, html=True), name="demo")
     return app
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic.config import JsonDict
+from pydantic_core import core_schema
 
+from app.domain.limits import Limits
 from app.domain.text import storable
 
 Role = Literal["owner", "admin", "member"]
@@ -24,10 +29,64 @@ def _storable(value: str) -> str:
     return value
 
 
+# What the documents say of input text (the checks themselves are `_storable` and the
+# domain's, which read the limits from settings; the documents show the defaults).
+# Spelled out, since `\s` means different sets in ECMA-262 (which JSON Schema readers
+# use), Python and Rust (pydantic): what `str.strip()` removes, and the URL characters.
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL = r"^[^\x00]*$"
+NOT_BLANK = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
+URL = r"^https?://[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+$"
+DEFAULT_LIMITS = Limits()
+
+
+def _documented(**keywords: object) -> Callable[[JsonDict], None]:
+    def extra(schema: JsonDict) -> None:
+        schema.update(keywords)  # type: ignore[arg-type]
+
+    return extra
+
+
+def _no_nul(schema: JsonDict) -> None:
+    schema.setdefault("pattern", NO_NUL)
+
+
 # Every string a client sends: PostgreSQL refuses NUL and invalid UTF-8, so they are
 # refused here, as a validation error, before anything reaches a store.
-Text = Annotated[str, AfterValidator(_storable)]
-Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+Text = Annotated[str, AfterValidator(_storable), Field(json_schema_extra=_no_nul)]
+# A name: not blank, at most `max_name_chars` once trimmed.
+Name = Annotated[
+    Text,
+    Field(
+        min_length=1,
+        json_schema_extra=_documented(pattern=NOT_BLANK, maxLength=DEFAULT_LIMITS.max_name_chars),
+    ),
+]
+
+
+def _json_integer(value: object) -> object:
+    """A JSON integer may be written `5.0`; anything else (`true`, `"5"`) is not one."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class JsonInteger:
+    """An integer as JSON Schema means it: `5` or `5.0`, never `true` or `"5"` (lax mode
+    would read those as 1 and 5), within bounds that the documents show."""
+
+    ge: int
+    le: int
+
+    def __get_pydantic_core_schema__(
+        self, source: object, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        bounded = core_schema.int_schema(ge=self.ge, le=self.le, strict=True)
+        return core_schema.no_info_before_validator_function(_json_integer, bounded)
+
+
+Seq = Annotated[int, JsonInteger(0, MAX_SEQ)]
 
 
 class WireModel(BaseModel):
@@ -40,10 +99,10 @@ class WireModel(BaseModel):
 class Attachment(WireModel):
     """A file or image that lives at `url`; the service stores the reference, not the bytes."""
 
-    url: Text = Field(min_length=1, max_length=2048, pattern=r"^https?://\S+$")
+    url: Text = Field(min_length=1, max_length=2048, pattern=URL)
     name: Text = Field(min_length=1, max_length=255)
     mime: Text = Field(min_length=3, max_length=255, pattern=r"^[\w.+-]+/[\w.+-]+$")
-    size: int = Field(ge=0, le=2**53)
+    size: Annotated[int, JsonInteger(0, 2**53)]
 
 
 class Message(WireModel):
@@ -140,14 +199,14 @@ class DirectRoomCreate(WireModel):
 
 
 class GroupCreate(WireModel):
-    name: Text = Field(min_length=1)
+    name: Name
     member_ids: list[Annotated[Text, Field(min_length=1, max_length=64)]] = Field(
         default_factory=list
     )
 
 
 class RoomUpdate(WireModel):
-    name: Text = Field(min_length=1)
+    name: Name
 
 
 class MemberAdd(WireModel):
@@ -155,15 +214,38 @@ class MemberAdd(WireModel):
     role: Literal["admin", "member"] = "member"
 
 
+# Longer bodies are refused with PAYLOAD_TOO_LARGE (413).
+BODY_KEYWORDS = {"maxLength": DEFAULT_LIMITS.max_body_chars}
+BODY_LENGTH = _documented(**BODY_KEYWORDS)
+# What `messages.check_content` enforces: a text message has a body that is not blank and
+# no attachment; an image or a file has an attachment.
+SEND_RULE: JsonDict = {
+    # if / then / else rather than anyOf: client generators turn an anyOf beside
+    # `properties` into a union of partial models, which reads (and type-checks) badly.
+    "if": {"properties": {"kind": {"enum": ["image", "file"]}}, "required": ["kind"]},
+    "then": {"required": ["attachment"], "properties": {"attachment": {"type": "object"}}},
+    "else": {
+        "required": ["body"],
+        "properties": {
+            "body": {"type": "string", "pattern": NOT_BLANK},
+            "attachment": {"type": "null"},
+        },
+    },
+}
+
+
 class MessageSend(WireModel):
+    model_config = ConfigDict(json_schema_extra=SEND_RULE)
+
     client_msg_id: uuid.UUID
     kind: MessageKind = "text"
-    body: Text | None = None
+    body: Annotated[Text | None, Field(json_schema_extra=BODY_LENGTH)] = None
     attachment: Attachment | None = None
 
 
 class MessageEdit(WireModel):
-    body: Text
+    # Blank is refused for a text message (an image's or file's caption may be emptied).
+    body: Text = Field(json_schema_extra=_documented(pattern=NOT_BLANK, **BODY_KEYWORDS))
 
 
 class ReadMark(WireModel):

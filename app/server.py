@@ -17,6 +17,18 @@ from app.lifespan import SHUTDOWN_DRAIN_S, Services
 CLOSE_GOING_AWAY = 1001
 
 
+def allow_token_headers(max_token_bytes: int) -> None:
+    """Let a header line carry a token of the largest accepted size.
+
+    The WebSocket handshake parser refuses header lines over 8,192 bytes, so a valid token
+    near the 8 KiB limit (plus "Authorization: Bearer ") could not open a socket by header.
+    The limit is read when a line is parsed, so raising it here, before serving, is enough.
+    """
+    from websockets.legacy import http
+
+    http.MAX_LINE_LENGTH = max(http.MAX_LINE_LENGTH, max_token_bytes + 256)
+
+
 class Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)

@@ -51,7 +51,7 @@ def settings(stores: Stores) -> Settings:
         redis_url=stores.redis_url,
         data_dir=stores.data_dir,
         jwt_secret=TEST_SECRET,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -13,6 +14,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
 from app.errors import HTTP_STATUS, TITLES, ChatError, ErrorCode
 from app.serialization import dumps
@@ -20,6 +22,7 @@ from app.serialization import dumps
 log = structlog.get_logger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 STORE_DOWN = (
     OperationalError,
     InterfaceError,
@@ -40,7 +43,14 @@ class Problem(BaseModel):
     code: ErrorCode
 
 
-def problem(code: ErrorCode, detail: str, *, status: int | None = None, **extra: Any) -> Response:
+def problem(
+    code: ErrorCode,
+    detail: str,
+    *,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Response:
     status = status or HTTP_STATUS[code]
     body = {
         "type": f"urn:chat:problem:{code.value.lower().replace('_', '-')}",
@@ -50,9 +60,9 @@ def problem(code: ErrorCode, detail: str, *, status: int | None = None, **extra:
         "code": code.value,
         **extra,
     }
-    headers = (
-        {"Retry-After": "1"} if code in (ErrorCode.UNAVAILABLE, ErrorCode.RATE_LIMITED) else None
-    )
+    headers = dict(headers or {})
+    if code in (ErrorCode.UNAVAILABLE, ErrorCode.RATE_LIMITED):
+        headers["Retry-After"] = "1"
     return Response(dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -63,7 +73,9 @@ def responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
         status = HTTP_STATUS[code]
         entry = documented.setdefault(
             status,
-            {"model": Problem, "content": {MEDIA_TYPE: {}}, "description": ""},
+            # The schema under the problem media type too, so clients (and schema checks)
+            # know the shape of an error body, not just its media type.
+            {"model": Problem, "content": {MEDIA_TYPE: {"schema": PROBLEM_REF}}, "description": ""},
         )
         entry["description"] = " or ".join(filter(None, [entry["description"], code.value]))
     return documented
@@ -83,13 +95,31 @@ async def _validation(_: Request, exc: Exception) -> Response:
     return problem(ErrorCode.VALIDATION_FAILED, "the request is not valid", errors=errors)
 
 
-async def _http(_: Request, exc: Exception) -> Response:
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE and isinstance(route, BaseRoute):
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    if exc.status_code == 400:
+        # FastAPI's "error parsing the body" (a body that is not UTF-8, say): as invalid as
+        # malformed JSON, so the same VALIDATION_FAILED with its status, 422.
+        return problem(ErrorCode.VALIDATION_FAILED, str(exc.detail))
     code = {401: ErrorCode.UNAUTHORIZED, 403: ErrorCode.FORBIDDEN, 413: ErrorCode.PAYLOAD_TOO_LARGE}
     return problem(
         code.get(exc.status_code, ErrorCode.VALIDATION_FAILED),
         str(exc.detail),
         status=exc.status_code,
+        headers=headers,  # e.g. `Allow` on a 405, which RFC 9110 requires
     )
 
 

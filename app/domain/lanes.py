@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from app import background
 from app.errors import ChatError, Unavailable
 
 log = structlog.get_logger(__name__)
@@ -65,9 +66,7 @@ class Lanes(Generic[T, R]):
         draining = [asyncio.create_task(q.join()) for q in self._queues]
         if draining:
             await asyncio.wait(draining, timeout=timeout_s)
-        for task in (*draining, *self._tasks):
-            task.cancel()
-        await asyncio.gather(*draining, *self._tasks, return_exceptions=True)
+        await background.stop([*draining, *self._tasks])
 
     async def submit(self, key: Hashable, item: T) -> R:
         job: _Job[T, R] = _Job(item)
@@ -83,12 +82,27 @@ class Lanes(Generic[T, R]):
             while len(jobs) < self._max_batch and not queue.empty():
                 jobs.append(queue.get_nowait())
             try:
-                await self._settle(jobs)
+                if not await self._settle(jobs):
+                    jobs += self._refuse_waiting(queue)
             finally:
                 for _ in jobs:
                     queue.task_done()
 
-    async def _settle(self, jobs: list[_Job[T, R]]) -> None:
+    def _refuse_waiting(self, queue: asyncio.Queue[_Job[T, R]]) -> list[_Job[T, R]]:
+        """The store just failed a batch: what queued behind it is refused at once, rather
+        than each waiting out its own timeout. It never ran, so nothing was stored."""
+        refused = []
+        while not queue.empty():
+            job = queue.get_nowait()
+            if not job.answer.done():
+                job.answer.set_exception(
+                    Unavailable("a data store is unavailable; nothing was stored")
+                )
+            refused.append(job)
+        return refused
+
+    async def _settle(self, jobs: list[_Job[T, R]]) -> bool:
+        """Run one batch and answer its callers; False when the store failed it."""
         try:
             results = await self._handle([job.item for job in jobs])
         except ChatError as exc:
@@ -101,7 +115,15 @@ class Lanes(Generic[T, R]):
                 size=len(jobs),
                 exc_info=True,
             )
-            results = [Unavailable("a data store is unavailable; nothing was stored")] * len(jobs)
+            self._answer(
+                jobs, [Unavailable("a data store is unavailable; nothing was stored")] * len(jobs)
+            )
+            return False
+        self._answer(jobs, results)
+        return True
+
+    @staticmethod
+    def _answer(jobs: list[_Job[T, R]], results: list[R | ChatError]) -> None:
         for job, result in zip(jobs, results, strict=True):
             if job.answer.done():
                 continue

@@ -71,10 +71,16 @@ async def mark_many(work: Work, marks: list[Mark]) -> list[schemas.Watermarks | 
     senders = await messages.senders_in_ranges(
         work.session, [(room, old, new) for (room, _), _, old, new in moves]
     )
+    # A sender who has since left (or been removed from) the room hears nothing more of it.
+    passing = zip(moves, senders, strict=True)
+    still_members = await members.members_among(
+        work.session, {(room, sender) for ((room, _), *_), passed in passing for sender in passed}
+    )
     for ((room, user), kind, _, new), passed in zip(moves, senders, strict=True):
         sources = origin[(room, user)]
         skip = next(iter(sources)) if len(sources) == 1 else None
-        targets_ = (user, *sorted(passed - {user}))
+        told = {sender for sender in passed - {user} if (room, sender) in still_members}
+        targets_ = (user, *sorted(told))
         frame = pushes.receipt(str(room), user, kind, new, at)
         work.log.emit(UserFrame(targets_, frame, skip_connection=skip))
     return [

@@ -30,8 +30,16 @@ class Metrics:
         self.store_errors = Counter(
             "chat_store_errors_total", "Failed calls to a store.", ["store"], registry=r
         )
+        for store in ("postgres", "redis"):
+            self.store_errors.labels(store=store)  # shown at 0 before the first failure
         self.frames_fanned_out = Counter(
             "chat_frames_fanned_out_total", "Pushed frames queued to local sockets.", registry=r
+        )
+        self.fanout_latency = Histogram(
+            "chat_fanout_latency_seconds",
+            "From a room message's publish on one instance to its delivery on another.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.connections = Gauge(
             "chat_ws_connections", "Open WebSocket connections on this instance.", registry=r

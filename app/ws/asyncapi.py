@@ -46,7 +46,8 @@ One JSON object per text frame, each with a `type`. Authenticate with the
 A client frame may carry an `id`; its answer is an `ack` (or `error`) with that id.
 Close codes: 4401 authentication failed or expired, 4403 origin refused, 4408 no auth
 in time, 4429 too many connections or frames (or not reading), 1009 frame too large,
-1001 server shutting down (reconnect and `sync`).
+1007 text frame that is not UTF-8, 1013 a data store is unavailable at connect (retry),
+1001 server shutting down (reconnect and `sync`). After any close, reconnect and `sync`.
 """
 
 

@@ -34,12 +34,17 @@ class Connection:
         self.id = uuid.uuid4().hex
         self.websocket = websocket
         self.user_id = user_id
-        self.expires_at = expires_at
+        self._expires_at = expires_at
+        # Set whenever an `auth` frame renews the token, so the expiry timer re-reads it.
+        self.renewed = asyncio.Event()
         self.rooms: set[str] = set()
         self.watching: set[str] = set()
         # Monotonic time of the last frame from the client: a sign of life.
         self.last_frame_at = time.monotonic()
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(outbox_size)
+        # One slot beyond the outbox for the close marker: a client closed for falling
+        # behind still gets what was queued, then the 4429 close and its reason.
+        self._outbox_size = outbox_size
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(outbox_size + 1)
         self._writer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
         self._reason = ""
@@ -51,6 +56,15 @@ class Connection:
         self.idle = asyncio.Event()
         self.idle.set()
 
+    @property
+    def expires_at(self) -> datetime:
+        return self._expires_at
+
+    @expires_at.setter
+    def expires_at(self, value: datetime) -> None:
+        self._expires_at = value
+        self.renewed.set()
+
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")
 
@@ -58,11 +72,11 @@ class Connection:
         """Queue a frame without waiting; a full outbox means the client is not keeping up."""
         if self.close_code is not None:
             return
-        try:
-            self._outbox.put_nowait(text)
-        except asyncio.QueueFull:
+        if self._outbox.qsize() >= self._outbox_size:
             log.warning("outbox_overflow", connection_id=self.id, user_id=self.user_id)
             self.close(4429, "not reading fast enough; reconnect and sync")
+            return
+        self._outbox.put_nowait(text)
 
     def close(self, code: int, reason: str = "") -> None:
         """Close after what is already queued has been written; a peer that does not take

@@ -41,6 +41,8 @@ CLOSE_ORIGIN = 4403
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_TOO_MANY = 4429
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_LATER = 1013
+STORE_DOWN = (DBAPIError, PoolTimeout, RedisError, ConnectionError, TimeoutError)
 # Rejected frames tolerated (beyond the bucket) before a flooding client is cut off.
 FLOOD_STRIKES = 50
 
@@ -66,6 +68,10 @@ async def authenticate(websocket: WebSocket, services: Services) -> Claims | Non
             raw = await asyncio.wait_for(websocket.receive_text(), services.settings.auth_timeout_s)
         except TimeoutError:
             await websocket.close(CLOSE_AUTH_TIMEOUT, "no auth frame in time")
+            return None
+        except WebSocketDisconnect:
+            # Gone before authenticating (closed, vanished, or closed by the protocol layer
+            # for invalid UTF-8 or an oversized frame): nothing to answer, nothing to log.
             return None
         frame = frames.parse(raw)
         if not isinstance(frame, frames.AuthFrame):
@@ -120,11 +126,17 @@ async def _serve(services: Services, connection: Connection, actor: Actor) -> No
         # Follow the user's channel before reading their rooms: a room joined in between
         # is then announced to this connection rather than missed.
         await fanout.add(connection, [])
-        await sign_in(services, actor)
-        async with unit_of_work(services.sessions, fanout, connection.id) as work:
-            room_ids = await rooms.room_ids_of(work, actor.user_id)
-            if came_online:
-                await presence.announce_online(work, [actor.user_id])
+        try:
+            await sign_in(services, actor)
+            async with unit_of_work(services.sessions, fanout, connection.id) as work:
+                room_ids = await rooms.room_ids_of(work, actor.user_id)
+                if came_online:
+                    await presence.announce_online(work, [actor.user_id])
+        except STORE_DOWN as exc:
+            log.warning("ws_setup_unavailable", error=type(exc).__name__)
+            connection.close(CLOSE_TRY_LATER, "a data store is unavailable; retry shortly")
+            await connection.closed.wait()
+            return
         await fanout.follow(connection, room_ids)
         hello = frames.HelloFrame(
             type="hello",
@@ -173,13 +185,16 @@ async def _leave(services: Services, connection: Connection, actor: Actor) -> No
 
 
 async def _expire(connection: Connection) -> None:
-    """A connection lives no longer than its token, unless an `auth` frame renewed it."""
+    """A connection lives no longer than its token, unless an `auth` frame renewed it (a
+    renewal wakes this up: the new token may expire sooner than the old one)."""
     while True:
+        connection.renewed.clear()
         left = (connection.expires_at - datetime.now(UTC)).total_seconds()
         if left <= 0:
             connection.close(CLOSE_AUTH, "token expired")
             return
-        await asyncio.sleep(min(left, 30.0))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(connection.renewed.wait(), min(left, 30.0))
 
 
 async def _frames(peer: Peer) -> None:
@@ -236,7 +251,7 @@ async def _handle(peer: Peer, raw: str | bytes) -> None:
         data = await HANDLERS[type(frame)](peer, frame)
     except ChatError as exc:
         _reply_error(peer, frame.id, exc.code, exc.message)
-    except (DBAPIError, PoolTimeout, RedisError, ConnectionError, TimeoutError) as exc:
+    except STORE_DOWN as exc:
         log.warning("store_unavailable", error=type(exc).__name__, frame=frame.__class__.__name__)
         _reply_error(peer, frame.id, ErrorCode.UNAVAILABLE, "a data store is unreachable")
     except Exception:

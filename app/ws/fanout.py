@@ -10,7 +10,8 @@ for every socket that gets it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import orjson
@@ -36,6 +37,9 @@ class Fanout:
         self._by_user: dict[str, set[Connection]] = {}
         self._by_room: dict[str, set[Connection]] = {}
         self._watchers: dict[str, set[Connection]] = {}
+        # Set once the services exist: re-checks what connections may watch.
+        self.recheck_watches: Callable[[list[Connection]], Coroutine[Any, Any, None]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- local registry -------------------------------------------------------------
 
@@ -47,6 +51,7 @@ class Fanout:
             await self._bus.subscribe([channels.user(conn.user_id)])
         await self._follow([conn], room_ids)
         self._metrics.connections.set(len(self.connections))
+        self._metrics.local_users.set(len(self._by_user))
 
     async def remove(self, conn: Connection) -> None:
         if self.connections.pop(conn.id, None) is None:
@@ -59,6 +64,7 @@ class Fanout:
             self._by_user.pop(conn.user_id, None)
             await self._bus.unsubscribe([channels.user(conn.user_id)])
         self._metrics.connections.set(len(self.connections))
+        self._metrics.local_users.set(len(self._by_user))
 
     def of_user(self, user_id: str) -> set[Connection]:
         return self._by_user.get(user_id, set())
@@ -118,7 +124,12 @@ class Fanout:
                 case RoomMessage(room_id, frame, skip_connection, skip_user):
                     data = orjson.dumps(frame)
                     self._to_room(room_id, data.decode(), skip_connection, skip_user)
-                    header = {"o": self._instance_id, "s": skip_connection, "u": skip_user}
+                    header = {
+                        "o": self._instance_id,
+                        "s": skip_connection,
+                        "u": skip_user,
+                        "t": time.time(),
+                    }
                     outgoing.append((channels.room(room_id), envelope.encode(header, data)))
                 case UserFrame(user_ids, frame, skip_connection):
                     data = orjson.dumps(frame)
@@ -138,6 +149,10 @@ class Fanout:
                     membership = {"room_id": room_id, "change": change}
                     header = {"o": self._instance_id, "m": membership}
                     outgoing.append((channels.user(user_id), envelope.encode(header)))
+                    if change == "removed":
+                        # Whoever watches this user may no longer share a room with them.
+                        self._recheck(self._watchers.get(user_id, ()))
+                        outgoing.append((channels.watch(user_id), envelope.encode(header)))
         await self._bus.publish(outgoing)
 
     # ---- delivery --------------------------------------------------------------------
@@ -168,6 +183,17 @@ class Fanout:
             await self._follow(conns, [room_id])
         else:
             await self._unfollow(conns, [room_id])
+            # Those the removed user watches may no longer share a room with them.
+            self._recheck(conns)
+
+    def _recheck(self, conns: Iterable[Connection]) -> None:
+        """Re-check in the background which of their watched users `conns` may still see:
+        presence is shown only to users who share a room, and rooms change."""
+        watching = [c for c in conns if c.watching]
+        if watching and self.recheck_watches is not None:
+            task = asyncio.create_task(self.recheck_watches(watching))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def on_bus_message(self, channel: str, data: bytes) -> None:
         """A frame from another instance: deliver it to the local sockets it concerns."""
@@ -180,15 +206,25 @@ class Fanout:
             return
         kind, _, key = channel.removeprefix(channels.PREFIX + ":").partition(":")
         skip = header.get("s")
+        if isinstance(header.get("t"), float):
+            # Publish on one instance to delivery on this one: the bus's share of latency.
+            self._metrics.fanout_latency.observe(max(0.0, time.time() - header["t"]))
         if kind == "room":
             self._to_room(key, frame.decode(), skip, header.get("u"))
         elif kind == "watch":
-            self._to_watchers(key, frame.decode())
+            if "m" in header:
+                self._recheck(self._watchers.get(key, ()))
+            else:
+                self._to_watchers(key, frame.decode())
         elif kind == "user":
             if "m" in header:
                 await self._membership(header["m"]["room_id"], key, header["m"]["change"])
             else:
                 self._to_user(key, frame.decode(), skip)
+        elif channel == channels.RESYNC:
+            # Another instance dropped publishes while Redis was away: what our clients
+            # missed is in PostgreSQL, and `sync` replays it.
+            await self.on_bus_reconnect()
 
     async def on_bus_reconnect(self) -> None:
         """Pushes published while the subscription was down are lost: every local client

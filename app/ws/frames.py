@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError
 
 from app import schemas
 from app.errors import ErrorCode
@@ -47,7 +47,7 @@ class SyncFrame(ClientFrame):
 
     type: Literal["sync"]
     cursors: dict[uuid.UUID, schemas.Seq] = Field(default_factory=dict)
-    limit: int = Field(default=100, ge=1, le=MAX_SYNC_LIMIT)
+    limit: Annotated[int, schemas.JsonInteger(1, MAX_SYNC_LIMIT)] = 100
 
 
 class DeliveredFrame(ClientFrame):
@@ -65,7 +65,7 @@ class ReadFrame(ClientFrame):
 class TypingFrame(ClientFrame):
     type: Literal["typing"]
     room_id: uuid.UUID
-    active: bool
+    active: Annotated[bool, Strict()]
 
 
 class PresenceWatchFrame(ClientFrame):

@@ -15,6 +15,7 @@ from datetime import datetime
 import structlog
 from redis.exceptions import RedisError
 
+from app import background
 from app.domain import presence
 from app.infra.metrics import Metrics
 from app.infra.presence.redis import RedisPresence
@@ -49,8 +50,7 @@ class Heartbeat:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await background.stop([self._task])
 
     def leave_later(self, user_id: str, connection_id: str, last_seen: datetime) -> None:
         """A connection ended while Redis was unreachable: unregister it on a later tick."""
@@ -103,7 +103,6 @@ class Heartbeat:
         offline += swept
         self._metrics.sweeps.inc()
         self._metrics.dead_connections.inc(removed)
-        self._metrics.local_users.set(len({user for _, user in pairs}))
         if came or offline:
             async with self._work() as work:
                 if came:

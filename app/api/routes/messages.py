@@ -12,13 +12,26 @@ from app.api.deps import CurrentActor, LimitsDep, ServicesDep, WorkDep
 from app.api.problems import responses
 from app.domain import messages, watermarks
 from app.errors import ErrorCode
-from app.schemas import MAX_SEQ
+from app.schemas import DEFAULT_LIMITS, MAX_SEQ
 
 router = APIRouter(prefix="/v1/rooms/{room_id}/messages", tags=["messages"])
 
 ROOM = ErrorCode.ROOM_NOT_FOUND
 MESSAGE = ErrorCode.MESSAGE_NOT_FOUND
 BAD = ErrorCode.VALIDATION_FAILED
+PAGE_SIZE = {"maximum": DEFAULT_LIMITS.max_page_size}  # CHAT_MAX_PAGE_SIZE; the default shown
+
+# OpenAPI links: a stored message leads to its edit, delete and receipts.
+_MESSAGE = {"room_id": "$response.body#/room_id", "message_id": "$response.body#/id"}
+MESSAGE_LINKS = {
+    "EditMessage": {"operationId": "edit_message", "parameters": _MESSAGE},
+    "DeleteMessage": {"operationId": "delete_message", "parameters": _MESSAGE},
+    "ListReceipts": {"operationId": "list_receipts", "parameters": _MESSAGE},
+    "ListMessages": {
+        "operationId": "list_messages",
+        "parameters": {"room_id": "$response.body#/room_id"},
+    },
+}
 
 
 @router.get(
@@ -35,7 +48,7 @@ async def list_messages(
     after: Annotated[
         int | None, Query(ge=0, le=MAX_SEQ, description="Oldest messages above this seq.")
     ] = None,
-    limit: Annotated[int, Query(ge=1)] = 50,
+    limit: Annotated[int, Query(ge=1, json_schema_extra=PAGE_SIZE)] = 50,
 ) -> schemas.MessagePage:
     """History by seq, always ascending. Neither cursor: the newest page."""
     return await messages.history(
@@ -48,7 +61,10 @@ async def list_messages(
     name="send_message",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.Message,
-    responses=responses(ROOM, BAD, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.CONFLICT),
+    responses={
+        **responses(ROOM, BAD, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.CONFLICT),
+        201: {"links": MESSAGE_LINKS},
+    },
 )
 async def send_message(
     room_id: uuid.UUID, body: schemas.MessageSend, actor: CurrentActor, services: ServicesDep
@@ -61,7 +77,12 @@ async def send_message(
     "/{message_id}",
     name="edit_message",
     response_model=schemas.Message,
-    responses=responses(ROOM, MESSAGE, ErrorCode.FORBIDDEN, ErrorCode.CONFLICT, BAD),
+    responses={
+        **responses(
+            ROOM, MESSAGE, ErrorCode.FORBIDDEN, ErrorCode.CONFLICT, BAD, ErrorCode.PAYLOAD_TOO_LARGE
+        ),
+        200: {"links": MESSAGE_LINKS},
+    },
 )
 async def edit_message(
     room_id: uuid.UUID,
@@ -79,7 +100,11 @@ async def edit_message(
     "/{message_id}",
     name="delete_message",
     response_model=schemas.Message,
-    responses=responses(ROOM, MESSAGE, ErrorCode.FORBIDDEN),
+    # A tombstone keeps its receipts.
+    responses={
+        **responses(ROOM, MESSAGE, ErrorCode.FORBIDDEN, BAD),
+        200: {"links": {"ListReceipts": MESSAGE_LINKS["ListReceipts"]}},
+    },
 )
 async def delete_message(
     room_id: uuid.UUID, message_id: uuid.UUID, actor: CurrentActor, work: WorkDep
@@ -102,7 +127,7 @@ async def list_receipts(
     work: WorkDep,
     limits: LimitsDep,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
-    limit: Annotated[int, Query(ge=1)] = 100,
+    limit: Annotated[int, Query(ge=1, json_schema_extra=PAGE_SIZE)] = 100,
 ) -> schemas.ReceiptPage:
     """When the message was delivered to and read by each recipient (null until then)."""
     return await watermarks.message_receipts(

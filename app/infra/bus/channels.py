@@ -21,3 +21,13 @@ def watch(user_id: str) -> str:
 def instance(instance_id: str) -> str:
     """Each instance's own channel: keeps its subscription alive while it follows nothing."""
     return f"{PREFIX}:instance:{instance_id}"
+
+
+def instance_id_of(channel: str) -> str:
+    """The instance id in an `instance(...)` channel name."""
+    return channel.removeprefix(instance(""))
+
+
+# Every instance follows this one: a notice on it means "pushes may have been lost, tell
+# your clients to `sync`" (an instance that had to drop publishes while Redis was away).
+RESYNC = f"{PREFIX}:resync"

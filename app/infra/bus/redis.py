@@ -4,6 +4,12 @@ reader task per instance on one connection.
 Pub/sub is at-most-once: anything published while the subscription is down is gone. The
 reader therefore reports every reconnect, so the layer above can tell its clients to
 `sync` from PostgreSQL, which holds every acknowledged message.
+
+The other way round, a publish this instance had to drop (Redis away, or in backoff) is
+lost for every other instance, even one whose subscription never broke or has already
+come back and resynced. So a drop is remembered, and the next publish that gets through
+(or the reader, once Redis answers again) also sends a notice on `channels.RESYNC`; every
+other instance then tells its clients to `sync`, which replays what was dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from app import background
+from app.infra.bus import channels, envelope
 from app.infra.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -28,6 +36,9 @@ RETRY_S = 0.5
 # After a failed PUBLISH, skip Redis for this long instead of making every send wait for
 # a connect timeout; clients catch up with `sync` once the bus is back (`resync`).
 BACKOFF_S = 1.0
+# What a call to Redis may fail with. RuntimeError: uvloop refuses to write to a transport
+# that was closed under a pooled connection (seen after a Redis restart behind a proxy).
+REDIS_DOWN = (RedisError, OSError, RuntimeError)
 
 
 class RedisBus:
@@ -39,51 +50,72 @@ class RedisBus:
         self._skip_until = 0.0
         self._metrics = metrics
         self._pubsub: PubSub = redis.pubsub(ignore_subscribe_messages=True)
-        self._channels: set[str] = {home_channel}
+        self._channels: set[str] = {home_channel, channels.RESYNC}
         self._home = home_channel
+        # Something was dropped since the last publish that got through: announce a resync.
+        self._dropped = False
+        self._resync_notice = envelope.encode({"o": channels.instance_id_of(home_channel)})
         self._reader: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
     async def publish(self, messages: Iterable[tuple[str, bytes]]) -> bool:
-        """PUBLISH each (channel, data) in one round trip; False when Redis is unreachable."""
+        """PUBLISH each (channel, data) in one round trip; False when Redis is unreachable.
+
+        Never raises: it runs after the commit, so the sender's answer must not depend on it.
+        """
         batch = list(messages)
-        if not batch:
+        if not batch and not self._dropped:
             return True
         loop = asyncio.get_running_loop()
         if loop.time() < self._skip_until:
+            self._dropped = self._dropped or bool(batch)
             self._metrics.store_errors.labels(store="redis").inc()
             return False
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for channel, data in batch:
-                    pipe.publish(channel, data)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            self._metrics.store_errors.labels(store="redis").inc()
-            self._skip_until = loop.time() + BACKOFF_S
-            log.warning("publish_failed", error=type(exc).__name__, messages=len(batch))
-            return False
-        return True
+        error: BaseException | None = None
+        # Twice: after a Redis restart each stale pooled connection fails once, and the
+        # second try gets a fresh one; only then is Redis taken to be down.
+        for _ in range(2):
+            if self._dropped:
+                batch.append((channels.RESYNC, self._resync_notice))
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for channel, data in batch:
+                        pipe.publish(channel, data)
+                    await pipe.execute()
+            except REDIS_DOWN as exc:
+                error = exc
+                if self._dropped:
+                    batch.pop()
+                continue
+            if self._dropped:
+                log.info("bus_resync_announced")
+            self._dropped = False
+            return True
+        self._dropped = True
+        self._metrics.store_errors.labels(store="redis").inc()
+        self._skip_until = loop.time() + BACKOFF_S
+        log.warning("publish_failed", error=type(error).__name__, messages=len(batch))
+        return False
 
-    async def subscribe(self, channels: Iterable[str]) -> None:
-        new = set(channels) - self._channels
+    async def subscribe(self, names: Iterable[str]) -> None:
+        new = set(names) - self._channels
         if not new:
             return
         self._channels |= new
         try:
             await self._pubsub.subscribe(*new)
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             # The reader resubscribes every remembered channel when it reconnects.
             log.warning("subscribe_failed", error=type(exc).__name__)
 
-    async def unsubscribe(self, channels: Iterable[str]) -> None:
-        gone = (set(channels) & self._channels) - {self._home}
+    async def unsubscribe(self, names: Iterable[str]) -> None:
+        gone = (set(names) & self._channels) - {self._home, channels.RESYNC}
         if not gone:
             return
         self._channels -= gone
         try:
             await self._pubsub.unsubscribe(*gone)
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             log.warning("unsubscribe_failed", error=type(exc).__name__)
 
     def start(self, on_message: OnMessage, on_reconnect: OnReconnect) -> None:
@@ -91,9 +123,9 @@ class RedisBus:
 
     async def stop(self) -> None:
         if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await background.stop([self._reader])
+        with contextlib.suppress(*REDIS_DOWN):
+            await asyncio.wait_for(self._pubsub.aclose(), 2.0)  # type: ignore[no-untyped-call]
 
     async def _read(self, on_message: OnMessage, on_reconnect: OnReconnect) -> None:
         first = True
@@ -103,12 +135,16 @@ class RedisBus:
                 self.connected.set()
                 if not first:
                     log.info("bus_resubscribed", channels=len(self._channels))
+                    # Redis answers again: publish at once (and announce what was dropped).
+                    self._skip_until = 0.0
+                    await self.publish([])
                     await on_reconnect()
                 first = False
                 await self._listen(on_message)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            # Anything else too: a reader that dies leaves this instance deaf for good.
+            except Exception as exc:
                 self.connected.clear()
                 self._metrics.store_errors.labels(store="redis").inc()
                 log.warning("bus_disconnected", error=type(exc).__name__)
@@ -136,6 +172,8 @@ class RedisBus:
             if now - pinged >= self._heartbeat_s:
                 pinged = now
                 await asyncio.wait_for(self._pubsub.ping(), self._heartbeat_s)
+                if self._dropped:  # no publish since the drop has announced it yet
+                    await self.publish([])
 
     async def _reset(self) -> None:
         """A fresh connection for the next attempt; the old one may be half-broken."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -12,10 +14,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.infra.metrics import Metrics
 from app.settings import Settings
 
 
-def make_engine(url: str, settings: Settings) -> AsyncEngine:
+def make_engine(url: str, settings: Settings, metrics: Metrics | None = None) -> AsyncEngine:
     engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
@@ -35,7 +38,21 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
         },
     )
     event.listen(engine.sync_engine.pool, "invalidate", _abort_if_unanswering)
+    if metrics is not None:
+        event.listen(engine.sync_engine, "handle_error", _counter(metrics))
     return engine
+
+
+def _counter(metrics: Metrics) -> Callable[[ExceptionContext], None]:
+    def count(context: ExceptionContext) -> None:
+        # Store trouble (a lost connection, a timeout), not a refused statement.
+        original = context.original_exception
+        name = type(original).__name__
+        timed_out = "timeout" in name.lower() or "Cancel" in name
+        if context.is_disconnect or isinstance(original, TimeoutError | OSError) or timed_out:
+            metrics.store_errors.labels(store="postgres").inc()
+
+    return count
 
 
 def _abort_if_unanswering(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 LUA = Path(__file__).with_name("lua")
 BATCH = 500
@@ -43,10 +44,18 @@ class RedisPresence:
         if not ids:
             return set()
         floor = _now_ms() - self._grace_ms
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for user_id in ids:
-                pipe.zcount(connections_key(user_id), floor, "+inf")
-            counts = await pipe.execute()
+        # Twice: a pipeline, unlike a single command, does not retry on a pooled
+        # connection that went stale (Redis restarted); the second try gets a fresh one.
+        for attempt in range(2):
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for user_id in ids:
+                        pipe.zcount(connections_key(user_id), floor, "+inf")
+                    counts = await pipe.execute()
+                break
+            except RedisConnectionError:
+                if attempt:
+                    raise
         return {user_id for user_id, count in zip(ids, counts, strict=True) if count}
 
     async def connect(self, user_id: str, connection_id: str, max_connections: int) -> int:

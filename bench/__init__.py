@@ -1,0 +1,1 @@
+"""Benchmarks of the chat service; run `python -m bench.run --help`."""
