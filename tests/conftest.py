@@ -14,6 +14,7 @@ from app.infra.embedded import EmbeddedPostgres, EmbeddedRedis
 from app.infra.logging import configure
 from app.main import create_app
 from app.settings import Settings
+from tests.cluster import Sockets
 from tests.support import TEST_SECRET, Api, Stores, new_user_id
 
 
@@ -68,6 +69,16 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def api(client: httpx.AsyncClient) -> Api:
     return Api(client)
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[Sockets]:
+    """WebSocket clients a test opens, all closed when it ends."""
+    opened = Sockets()
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture

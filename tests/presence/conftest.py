@@ -9,13 +9,13 @@ killed, when the module ends.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.infra.embedded import EmbeddedRedis
-from tests.cluster import Instance, Sockets, free_port, terminate
+from tests.cluster import Instance, free_port, terminate
 from tests.support import Stores
 
 HEARTBEAT_S = 1.0
@@ -76,12 +76,3 @@ def p1(presence_cluster: PresenceCluster) -> Instance:
 @pytest.fixture(scope="module")
 def p2(presence_cluster: PresenceCluster) -> Instance:
     return presence_cluster.launch("p2")
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[Sockets]:
-    opened = Sockets()
-    try:
-        yield opened
-    finally:
-        await opened.close()

@@ -3,11 +3,11 @@ Schemathesis drives), plus the sockets a test opens."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster import Fleet, Instance, Sockets
+from tests.cluster import Fleet, Instance
 from tests.support import Stores
 
 
@@ -30,12 +30,3 @@ def a(security_cluster: dict[str, Instance]) -> Instance:
 @pytest.fixture(scope="session")
 def b(security_cluster: dict[str, Instance]) -> Instance:
     return security_cluster["b"]
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[Sockets]:
-    opened = Sockets()
-    try:
-        yield opened
-    finally:
-        await opened.close()

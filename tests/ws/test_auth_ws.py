@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,15 +15,6 @@ from websockets.typing import Origin
 from app.auth.tokens import issue
 from tests.cluster import FRAME_TIMEOUT_S, Client, Instance, Sockets, new_group, rest, send_frame
 from tests.support import new_user_id, token_for
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[Sockets]:
-    opened = Sockets()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def raw_connect(instance: Instance, **kw: Any) -> ClientConnection:

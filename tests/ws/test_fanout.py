@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-
-import pytest
 
 from tests.cluster import (
     Client,
@@ -23,15 +20,6 @@ from tests.cluster import (
 from tests.support import new_user_id
 
 QUIET_S = 0.5
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[Sockets]:
-    opened = Sockets()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def test_a_message_sent_on_a_reaches_the_recipient_on_b_and_the_senders_other_device(

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from tests.cluster import (
     Instance,
     Sockets,
@@ -19,15 +15,6 @@ from tests.cluster import (
 from tests.support import new_user_id
 
 QUIET_S = 0.5
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[Sockets]:
-    opened = Sockets()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def test_a_removed_members_connection_on_the_other_instance_is_told_and_hears_no_more(

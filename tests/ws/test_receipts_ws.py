@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
-
-import pytest
 
 from tests.cluster import Instance, Sockets, new_group, next_receipt, of_type, rest, rest_send
 from tests.support import new_user_id
 
 QUIET_S = 0.5
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[Sockets]:
-    opened = Sockets()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def mark(kind: str, room_id: str, seq: int) -> dict[str, Any]:

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from tests.cluster import Client, Instance, Sockets, new_group, of_type, rest, rest_send
 from tests.support import new_user_id
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[Sockets]:
-    opened = Sockets()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def sync(

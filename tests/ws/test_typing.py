@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from tests.cluster import Instance, Sockets, drain_all, new_group, of_type
 from tests.support import new_user_id
 
 QUIET_S = 0.5
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[Sockets]:
-    opened = Sockets()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def typing(room_id: str, active: bool) -> dict[str, Any]:
