@@ -56,17 +56,10 @@ async def current_actor(
         raise Unauthorized("a bearer token is required")
     claims = services.verifier.verify(credentials.credentials)
     actor = Actor(user_id=claims.sub, name=claims.name, token_expires_at=claims.expires_at)
-    await sign_in(services, actor)
+    await users.ensure_known(
+        services.known_users, lambda: unit_of_work(services.sessions, services.fanout), actor
+    )
     return actor
-
-
-async def sign_in(services: Services, actor: Actor) -> None:
-    """Create or rename the user row, committed on its own before the request's work, so
-    that rows referring to the user (a message sent through the writer) can see it."""
-    if not services.known_users.known(actor):
-        async with unit_of_work(services.sessions, services.fanout) as work:
-            await users.sign_in(work, actor)
-        services.known_users.remember(actor)
 
 
 CurrentActor = Annotated[Actor, Depends(current_actor)]

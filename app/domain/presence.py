@@ -84,3 +84,8 @@ async def join(store: PresenceStore, user_id: str, connection_id: str, limit: in
     if admitted < 0:
         raise RateLimited(f"at most {limit} connections per user")
     return admitted == 1
+
+
+async def leave(store: PresenceStore, user_id: str, connection_id: str) -> bool:
+    """Unregister a connection that ended; True when the user just went offline."""
+    return await store.disconnect(user_id, connection_id)

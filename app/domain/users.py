@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from app import schemas
 from app.domain import presence as presence_rules
@@ -54,3 +56,14 @@ class KnownUsers:
         self._names.move_to_end(actor.user_id)
         while len(self._names) > self._capacity:
             self._names.popitem(last=False)
+
+
+async def ensure_known(
+    known: KnownUsers, work: Callable[[], AbstractAsyncContextManager[Work]], actor: Actor
+) -> None:
+    """Create or rename the user row, committed on its own before the caller's work, so
+    that rows referring to the user (a message stored by the writer) can see it."""
+    if not known.known(actor):
+        async with work() as unit:
+            await sign_in(unit, actor)
+        known.remember(actor)

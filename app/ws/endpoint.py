@@ -20,9 +20,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.websockets import WebSocketDisconnect
 
-from app.api.deps import sign_in
 from app.auth.tokens import Claims
-from app.domain import presence, rooms
+from app.domain import presence, rooms, users
 from app.domain.ports import Actor
 from app.errors import ChatError, ErrorCode, RateLimited
 from app.lifespan import Services
@@ -127,7 +126,11 @@ async def _serve(services: Services, connection: Connection, actor: Actor) -> No
         # is then announced to this connection rather than missed.
         await fanout.add(connection, [])
         try:
-            await sign_in(services, actor)
+            await users.ensure_known(
+                services.known_users,
+                lambda: unit_of_work(services.sessions, fanout, connection.id),
+                actor,
+            )
             async with unit_of_work(services.sessions, fanout, connection.id) as work:
                 room_ids = await rooms.room_ids_of(work, actor.user_id)
                 if came_online:
@@ -169,7 +172,7 @@ async def _leave(services: Services, connection: Connection, actor: Actor) -> No
     await services.fanout.remove(connection)
     await connection.finish()
     try:
-        went_offline = await services.presence.disconnect(actor.user_id, connection.id)
+        went_offline = await presence.leave(services.presence, actor.user_id, connection.id)
     except (RedisError, OSError) as exc:
         # Settled by the heartbeat once Redis answers, with this last seen.
         log.warning("presence_leave_deferred", error=type(exc).__name__)
