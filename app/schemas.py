@@ -6,7 +6,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from enum import StrEnum
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic.config import JsonDict
@@ -15,9 +16,33 @@ from pydantic_core import core_schema
 from app.domain.limits import Limits
 from app.domain.text import storable
 
-Role = Literal["owner", "admin", "member"]
-RoomKind = Literal["direct", "group"]
-MessageKind = Literal["text", "image", "file"]
+
+# Named enums rather than inline literals: each becomes one component of the documents,
+# shared by every model that uses it, so generated clients get one type per concept.
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class AssignableRole(StrEnum):
+    """A role that can be given when adding a member (there is one owner, its creator)."""
+
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class RoomKind(StrEnum):
+    DIRECT = "direct"
+    GROUP = "group"
+
+
+class MessageKind(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    FILE = "file"
+
+
 UserId = str
 # Sequence numbers and cursors: JSON-safe integers, so no client or driver overflows.
 MAX_SEQ = 2**53 - 1
@@ -211,7 +236,7 @@ class RoomUpdate(WireModel):
 
 class MemberAdd(WireModel):
     user_id: Text = Field(min_length=1, max_length=64)
-    role: Literal["admin", "member"] = "member"
+    role: AssignableRole = AssignableRole.MEMBER
 
 
 # Longer bodies are refused with PAYLOAD_TOO_LARGE (413).
@@ -238,7 +263,7 @@ class MessageSend(WireModel):
     model_config = ConfigDict(json_schema_extra=SEND_RULE)
 
     client_msg_id: uuid.UUID
-    kind: MessageKind = "text"
+    kind: MessageKind = MessageKind.TEXT
     body: Annotated[Text | None, Field(json_schema_extra=BODY_LENGTH)] = None
     attachment: Attachment | None = None
 

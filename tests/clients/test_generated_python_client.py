@@ -141,8 +141,8 @@ def test_group_messages_history_and_receipts(generated: Generated, people: Peopl
     assert isinstance(room, m.Room)
     assert room.kind == m.RoomKind.GROUP
     assert {member.user_id: member.role for member in room.members} == {
-        alice: m.MemberRole.OWNER,
-        bob: m.MemberRole.MEMBER,
+        alice: m.Role.OWNER,
+        bob: m.Role.MEMBER,
     }
 
     added = generated.op("rooms", "add_member").sync_detailed(

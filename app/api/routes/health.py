@@ -26,7 +26,7 @@ class Readiness(BaseModel):
     redis: bool
 
 
-@router.get("/healthz", name="health", response_model=Health)
+@router.get("/healthz", name="get_health", response_model=Health)
 async def health() -> Health:
     """The process is up."""
     return Health(status="ok")
@@ -42,7 +42,7 @@ async def _probe(check: asyncio.Future[object] | object) -> bool:
 
 @router.get(
     "/readyz",
-    name="ready",
+    name="get_readiness",
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "A store is unreachable"}},
 )
@@ -60,7 +60,7 @@ async def ready(services: ServicesDep) -> Response:
 
 @router.get(
     "/metrics",
-    name="metrics",
+    name="get_metrics",
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
