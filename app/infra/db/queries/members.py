@@ -6,17 +6,13 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import (
-    BigInteger,
     RowMapping,
-    String,
-    Uuid,
-    column,
     delete,
     func,
     select,
+    text,
     tuple_,
     update,
-    values,
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -162,33 +158,38 @@ async def lock_members(
     return {(row["room_id"], row["user_id"]): row for row in rows}
 
 
+_RAISE_WATERMARKS = text(
+    """
+    UPDATE members AS m SET
+        read_seq = GREATEST(m.read_seq, LEAST(w.rd, r.last_seq)),
+        delivered_seq = GREATEST(
+            m.delivered_seq, m.read_seq, LEAST(w.rd, r.last_seq), LEAST(w.dl, r.last_seq)
+        )
+    FROM unnest(
+        CAST(:rooms AS uuid[]), CAST(:users AS varchar[]),
+        CAST(:delivered AS bigint[]), CAST(:read AS bigint[])
+    ) AS w(room_id, user_id, dl, rd)
+    JOIN rooms AS r ON r.id = w.room_id
+    WHERE m.room_id = w.room_id AND m.user_id = w.user_id
+    RETURNING m.*
+    """
+).columns(*members.c)
+
+
 async def raise_watermarks(
     session: AsyncSession, targets: dict[tuple[uuid.UUID, str], tuple[int, int]]
 ) -> dict[tuple[uuid.UUID, str], RowMapping]:
     """Move (delivered, read) watermarks forward only, clamped to each room's last_seq,
-    read implying delivered; one statement for the whole batch. Returns the new rows."""
+    read implying delivered; one statement of one shape for the whole batch. Returns the
+    new rows."""
     if not targets:
         return {}
-    wanted = values(
-        column("room_id", Uuid()),
-        column("user_id", String),
-        column("delivered", BigInteger),
-        column("read", BigInteger),
-        name="wanted",
-    ).data([(room, user, d, r) for (room, user), (d, r) in targets.items()])
-    new_read = func.greatest(members.c.read_seq, func.least(wanted.c.read, rooms.c.last_seq))
-    new_delivered = func.greatest(
-        members.c.delivered_seq, new_read, func.least(wanted.c.delivered, rooms.c.last_seq)
-    )
-    stmt = (
-        update(members)
-        .where(
-            members.c.room_id == wanted.c.room_id,
-            members.c.user_id == wanted.c.user_id,
-            rooms.c.id == wanted.c.room_id,
-        )
-        .values(read_seq=new_read, delivered_seq=new_delivered)
-        .returning(*members.c)
-    )
-    rows = (await session.execute(stmt)).mappings().all()
+    keys = list(targets)
+    params = {
+        "rooms": [room for room, _ in keys],
+        "users": [user for _, user in keys],
+        "delivered": [targets[k][0] for k in keys],
+        "read": [targets[k][1] for k in keys],
+    }
+    rows = (await session.execute(_RAISE_WATERMARKS, params)).mappings().all()
     return {(row["room_id"], row["user_id"]): row for row in rows}

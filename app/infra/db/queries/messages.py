@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import RowMapping, func, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.infra.db.tables import Message, table
@@ -110,18 +110,41 @@ async def find_by_client_ids(
     return {(row["sender_id"], row["client_msg_id"]): row for row in rows}
 
 
+# One statement of one shape whatever the batch size: the arrays are parameters, so the
+# statement compiles once (a multi-row VALUES compiled anew for every batch length).
+_INSERT_MANY = text(
+    """
+    INSERT INTO messages (id, room_id, seq, sender_id, kind, body, attachment, client_msg_id)
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:rooms AS uuid[]), CAST(:seqs AS bigint[]),
+        CAST(:senders AS varchar[]), CAST(:kinds AS varchar[]), CAST(:bodies AS text[]),
+        CAST(:attachments AS jsonb[]), CAST(:client_msg_ids AS uuid[])
+    )
+    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+    RETURNING *
+    """
+).columns(*messages.c)
+
+
 async def insert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> Sequence[RowMapping]:
     """Insert a batch in one statement; rows whose (sender, client_msg_id) exists are skipped
     (the caller compares counts and retries the batch)."""
     if not rows:
         return []
-    stmt = (
-        insert(messages)
-        .values([{"id": uuid.uuid4(), **row} for row in rows])
-        .on_conflict_do_nothing(index_elements=[messages.c.sender_id, messages.c.client_msg_id])
-        .returning(*messages.c)
-    )
-    return (await session.execute(stmt)).mappings().all()
+    params = {
+        "ids": [uuid.uuid4() for _ in rows],
+        "rooms": [row["room_id"] for row in rows],
+        "seqs": [row["seq"] for row in rows],
+        "senders": [row["sender_id"] for row in rows],
+        "kinds": [str(row["kind"]) for row in rows],
+        "bodies": [row["body"] for row in rows],
+        "attachments": [
+            orjson.dumps(row["attachment"]).decode() if row["attachment"] is not None else None
+            for row in rows
+        ],
+        "client_msg_ids": [row["client_msg_id"] for row in rows],
+    }
+    return (await session.execute(_INSERT_MANY, params)).mappings().all()
 
 
 _SENDERS_IN_RANGES = text(

@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import BigInteger, RowMapping, and_, column, func, select, tuple_, update, values
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy import RowMapping, and_, func, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.infra.db.tables import Member, Message, Room, table
@@ -131,15 +131,18 @@ async def lock_rooms(session: AsyncSession, room_ids: Iterable[uuid.UUID]) -> di
     return {row[0]: int(row[1]) for row in (await session.execute(stmt)).all()}
 
 
+_ADVANCE_MANY = text(
+    """
+    UPDATE rooms SET last_seq = moved.seq, last_activity_at = now()
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS bigint[])) AS moved(id, seq)
+    WHERE rooms.id = moved.id
+    """
+)
+
+
 async def advance_many(session: AsyncSession, last_seqs: dict[uuid.UUID, int]) -> None:
-    """Move several rooms' last_seq (and activity time) in one statement."""
-    if not last_seqs:
-        return
-    moved = values(column("id", UUID(as_uuid=True)), column("seq", BigInteger), name="moved").data(
-        list(last_seqs.items())
-    )
-    await session.execute(
-        update(rooms)
-        .where(rooms.c.id == moved.c.id)
-        .values(last_seq=moved.c.seq, last_activity_at=func.now())
-    )
+    """Move several rooms' last_seq (and activity time) in one statement of one shape."""
+    if last_seqs:
+        await session.execute(
+            _ADVANCE_MANY, {"ids": list(last_seqs), "seqs": list(last_seqs.values())}
+        )
