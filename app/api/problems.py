@@ -10,27 +10,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel
-from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 
 from app.errors import HTTP_STATUS, TITLES, ChatError, ErrorCode
+from app.infra.failures import STORE_DOWN, store_down
 from app.serialization import dumps
 
 log = structlog.get_logger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
-STORE_DOWN = (
-    OperationalError,
-    InterfaceError,
-    PoolTimeout,
-    RedisError,
-    ConnectionError,
-    TimeoutError,
-)
 
 
 class Problem(BaseModel):
@@ -129,7 +119,7 @@ async def _store_down(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if store_down(exc):
         return await _store_down(request, exc)
     log.exception("unhandled_error", path=request.url.path)
     return problem(ErrorCode.INTERNAL, "an unexpected error occurred")

@@ -17,13 +17,13 @@ import structlog
 from fastapi import APIRouter, WebSocket
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.websockets import WebSocketDisconnect
 
 from app.auth.tokens import Claims
 from app.domain import presence, rooms, users
 from app.domain.ports import Actor
 from app.errors import ChatError, ErrorCode, RateLimited
+from app.infra.failures import store_down
 from app.lifespan import Services
 from app.work import unit_of_work
 from app.ws import frames
@@ -41,7 +41,6 @@ CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_TOO_MANY = 4429
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_LATER = 1013
-STORE_DOWN = (DBAPIError, PoolTimeout, RedisError, ConnectionError, TimeoutError)
 # Rejected frames tolerated (beyond the bucket) before a flooding client is cut off.
 FLOOD_STRIKES = 50
 
@@ -135,7 +134,9 @@ async def _serve(services: Services, connection: Connection, actor: Actor) -> No
                 room_ids = await rooms.room_ids_of(work, actor.user_id)
                 if came_online:
                     await presence.announce_online(work, [actor.user_id])
-        except STORE_DOWN as exc:
+        except Exception as exc:
+            if not store_down(exc):
+                raise
             log.warning("ws_setup_unavailable", error=type(exc).__name__)
             connection.close(CLOSE_TRY_LATER, "a data store is unavailable; retry shortly")
             await connection.closed.wait()
@@ -254,12 +255,13 @@ async def _handle(peer: Peer, raw: str | bytes) -> None:
         data = await HANDLERS[type(frame)](peer, frame)
     except ChatError as exc:
         _reply_error(peer, frame.id, exc.code, exc.message)
-    except STORE_DOWN as exc:
-        log.warning("store_unavailable", error=type(exc).__name__, frame=frame.__class__.__name__)
-        _reply_error(peer, frame.id, ErrorCode.UNAVAILABLE, "a data store is unreachable")
-    except Exception:
-        log.exception("frame_failed", frame=frame.__class__.__name__)
-        _reply_error(peer, frame.id, ErrorCode.INTERNAL, "an unexpected error occurred")
+    except Exception as exc:
+        if store_down(exc):
+            log.warning("store_unavailable", error=type(exc).__name__, frame=type(frame).__name__)
+            _reply_error(peer, frame.id, ErrorCode.UNAVAILABLE, "a data store is unreachable")
+        else:
+            log.exception("frame_failed", frame=type(frame).__name__)
+            _reply_error(peer, frame.id, ErrorCode.INTERNAL, "an unexpected error occurred")
     else:
         connection.push(frames.AckFrame(type="ack", id=frame.id, data=data).model_dump_json())
     finally:
