@@ -206,6 +206,13 @@ async def rest_send(
     return message
 
 
+async def send_history(
+    instance: Instance, user_id: str, room_id: str, count: int, prefix: str = "m"
+) -> list[dict[str, Any]]:
+    """`count` messages sent one after another over REST, bodies prefix0, prefix1, ..."""
+    return [await rest_send(instance, user_id, room_id, f"{prefix}{i}") for i in range(count)]
+
+
 def send_frame(room_id: str, body: str = "hi", **fields: Any) -> dict[str, Any]:
     """A `send` frame for a text message with a fresh client_msg_id."""
     return {

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from tests.cluster import Instance, Sockets, new_group, next_receipt, of_type, rest, rest_send
+from tests.cluster import (
+    Instance,
+    Sockets,
+    new_group,
+    next_receipt,
+    of_type,
+    rest,
+    rest_send,
+    send_history,
+)
 from tests.support import new_user_id
 
 QUIET_S = 0.5
@@ -115,8 +124,7 @@ async def test_watermarks_never_move_back_and_a_stale_read_pushes_nothing(
 ) -> None:
     alice, bob = new_user_id("alice"), new_user_id("bob")
     room = await new_group(a, alice, bob)
-    for i in range(3):
-        await rest_send(a, alice, room["id"], f"m{i}")
+    await send_history(a, alice, room["id"], 3, "m")
     alice_socket = await sockets.open(a, alice)
     bob_socket = await sockets.open(b, bob)
 
@@ -139,8 +147,7 @@ async def test_a_read_beyond_the_last_seq_is_clamped_to_it(
 ) -> None:
     alice, bob = new_user_id("alice"), new_user_id("bob")
     room = await new_group(a, alice, bob)
-    for i in range(2):
-        await rest_send(a, alice, room["id"], f"m{i}")
+    await send_history(a, alice, room["id"], 2, "m")
     alice_socket = await sockets.open(a, alice)
     bob_socket = await sockets.open(b, bob)
 
@@ -184,8 +191,7 @@ async def test_a_sync_cursor_reports_delivery_to_the_sender(
 ) -> None:
     alice, bob = new_user_id("alice"), new_user_id("bob")
     room = await new_group(a, alice, bob)
-    for i in range(2):
-        await rest_send(a, alice, room["id"], f"m{i}")
+    await send_history(a, alice, room["id"], 2, "m")
     alice_socket = await sockets.open(a, alice)
     bob_socket = await sockets.open(b, bob)
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.cluster import Client, Instance, Sockets, new_group, of_type, rest, rest_send
+from tests.cluster import (
+    Client,
+    Instance,
+    Sockets,
+    new_group,
+    of_type,
+    rest,
+    rest_send,
+    send_history,
+)
 from tests.support import new_user_id
 
 
@@ -52,8 +61,7 @@ async def test_a_sync_cursor_moves_the_members_delivered_seq_to_it_and_no_furthe
 ) -> None:
     alice, bob = new_user_id("alice"), new_user_id("bob")
     room = await new_group(a, alice, bob)
-    for i in range(7):
-        await rest_send(a, alice, room["id"], f"m{i}")
+    await send_history(a, alice, room["id"], 7, "m")
     bob_socket = await sockets.open(b, bob)
 
     replayed, _ = await sync(bob_socket, {room["id"]: 2})
@@ -73,8 +81,7 @@ async def test_a_cursor_below_the_delivered_seq_replays_but_does_not_move_it_bac
 ) -> None:
     alice, bob = new_user_id("alice"), new_user_id("bob")
     room = await new_group(a, alice, bob)
-    for i in range(4):
-        await rest_send(a, alice, room["id"], f"m{i}")
+    await send_history(a, alice, room["id"], 4, "m")
     bob_socket = await sockets.open(b, bob)
     await bob_socket.request({"type": "delivered", "room_id": room["id"], "seq": 4})
 
@@ -90,10 +97,8 @@ async def test_rooms_left_out_of_the_cursors_replay_from_the_members_delivered_s
     alice, bob = new_user_id("alice"), new_user_id("bob")
     left_out = await new_group(a, alice, bob, name="left out")
     named = await new_group(a, alice, bob, name="named")
-    for i in range(5):
-        await rest_send(a, alice, left_out["id"], f"l{i}")
-    for i in range(3):
-        await rest_send(a, alice, named["id"], f"n{i}")
+    await send_history(a, alice, left_out["id"], 5, "l")
+    await send_history(a, alice, named["id"], 3, "n")
     bob_socket = await sockets.open(b, bob)
     await bob_socket.request({"type": "delivered", "room_id": left_out["id"], "seq": 3})
 
@@ -114,8 +119,7 @@ async def test_an_empty_sync_from_a_new_member_replays_the_whole_room(
 ) -> None:
     alice, bob = new_user_id("alice"), new_user_id("bob")
     room = await new_group(a, alice, bob)
-    for i in range(3):
-        await rest_send(a, alice, room["id"], f"m{i}")
+    await send_history(a, alice, room["id"], 3, "m")
     bob_socket = await sockets.open(b, bob)
 
     replayed, data = await sync(bob_socket, {})
@@ -130,10 +134,8 @@ async def test_limit_bounds_each_room_and_has_more_says_there_is_more(
     alice, bob = new_user_id("alice"), new_user_id("bob")
     first = await new_group(a, alice, bob, name="first")
     second = await new_group(a, alice, bob, name="second")
-    for i in range(5):
-        await rest_send(a, alice, first["id"], f"f{i}")
-    for i in range(3):
-        await rest_send(a, alice, second["id"], f"s{i}")
+    await send_history(a, alice, first["id"], 5, "f")
+    await send_history(a, alice, second["id"], 3, "s")
     bob_socket = await sockets.open(b, bob)
     cursors = {first["id"]: 0, second["id"]: 0}
 
