@@ -16,6 +16,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.tokens import TokenVerifier, resolve_secret
+from app.domain import lanes
 from app.domain.limits import Limits
 from app.domain.typing_indicators import TypingIndicators
 from app.domain.users import KnownUsers
@@ -29,7 +30,7 @@ from app.infra.embedded import EmbeddedPostgres, EmbeddedRedis
 from app.infra.metrics import Metrics
 from app.infra.presence.redis import RedisPresence
 from app.settings import Settings
-from app.work import unit_of_work
+from app.work import batch_of_work, unit_of_work
 from app.ws import watches
 from app.ws.fanout import Fanout
 from app.ws.heartbeat import Heartbeat
@@ -119,12 +120,17 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         heartbeat.start()
         stack.push_async_callback(heartbeat.stop)
         limits = Limits.from_settings(settings)
+        # The write lanes' own pool: one connection per lane of each writer.
+        lanes_engine = make_engine(
+            database_url, settings, metrics, pool_size=2 * lanes.LANES, pre_ping=False
+        )
+        stack.push_async_callback(lanes_engine.dispose)
         writer = MessageWriter(
-            lambda: unit_of_work(sessions, fanout), limits, on_stored=metrics.messages_sent.inc
+            lambda: batch_of_work(lanes_engine, fanout), limits, on_stored=metrics.messages_sent.inc
         )
         writer.start()
         stack.push_async_callback(writer.stop)
-        watermark_writer = WatermarkWriter(lambda: unit_of_work(sessions, fanout))
+        watermark_writer = WatermarkWriter(lambda: batch_of_work(lanes_engine, fanout))
         watermark_writer.start()
         stack.push_async_callback(watermark_writer.stop)
         services = Services(

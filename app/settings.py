@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     auth_timeout_s: float = 10.0
     # Frames queued for one client before it counts as not reading and is closed.
     outbox_frames: int = 1024
+    # Writes (send, delivered, read) one connection may have awaiting their commit at once.
+    frames_in_flight: int = 32
 
     # Content limits.
     max_body_chars: int = 4000

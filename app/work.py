@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.domain.events import EventLog
-from app.domain.ports import EventPublisher, Work
+from app.domain.ports import BatchWork, EventPublisher, Work
+from app.infra.db import direct
 
 
 @asynccontextmanager
@@ -23,6 +24,16 @@ async def unit_of_work(
         work = Work(session=session, log=EventLog(), connection_id=connection_id)
         async with session.begin():
             yield work
+    if work.log.events:
+        await publisher.publish(work.log.events)
+
+
+@asynccontextmanager
+async def batch_of_work(engine: AsyncEngine, publisher: EventPublisher) -> AsyncIterator[BatchWork]:
+    """The same promise for a write lane's batch, on the lanes' own pool."""
+    async with direct.transaction(engine) as db:
+        work = BatchWork(db=db, log=EventLog())
+        yield work
     if work.log.events:
         await publisher.publish(work.log.events)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,3 +49,13 @@ class Actor:
     user_id: str
     name: str | None = None
     token_expires_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class BatchWork:
+    """A write lane's transaction: the driver connection itself, so its few fixed
+    statements run prepared (see `app/infra/db/direct.py`), and the events it will
+    publish once committed."""
+
+    db: Any
+    log: EventLog

@@ -21,13 +21,16 @@ class RoomCatchUp:
 class SyncResult:
     messages: list[schemas.Message] = field(default_factory=list)
     rooms: dict[uuid.UUID, RoomCatchUp] = field(default_factory=dict)
+    # Cursors above the member's delivered watermark: deliveries the caller acknowledges.
+    acknowledged: list[watermarks.Mark] = field(default_factory=list)
 
 
 async def sync(work: Work, actor: Actor, cursors: dict[uuid.UUID, int], limit: int) -> SyncResult:
     """Messages after each cursor, per room in seq order, at most `limit` per room.
 
     Rooms the client leaves out start at the member's delivered watermark; rooms it is no
-    longer a member of are skipped. A cursor also acknowledges delivery up to itself.
+    longer a member of are skipped. A cursor also acknowledges delivery up to itself:
+    those marks are returned in `acknowledged`, for the watermark writer.
     """
     memberships = {
         row["room_id"]: row for row in await members.memberships_of(work.session, actor.user_id)
@@ -41,10 +44,8 @@ async def sync(work: Work, actor: Actor, cursors: dict[uuid.UUID, int], limit: i
         for room_id, cursor in cursors.items()
         if room_id in memberships and cursor > memberships[room_id]["delivered_seq"]
     ]
-    if acknowledged:
-        await watermarks.mark_many(work, acknowledged)
     rows = await messages.after_cursors(work.session, starts, limit + 1)
-    result = SyncResult()
+    result = SyncResult(acknowledged=acknowledged)
     counts: dict[uuid.UUID, int] = {}
     for row in rows:
         counts[row["room_id"]] = counts.get(row["room_id"], 0) + 1

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy import RowMapping
 
 from app import schemas
 
 
-def message(row: RowMapping) -> schemas.Message:
+def message(row: Mapping[str, Any] | RowMapping) -> schemas.Message:
     attachment = row["attachment"]
     return schemas.Message(
         id=row["id"],

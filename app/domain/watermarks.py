@@ -6,6 +6,7 @@ passed, never to the whole room: in a large group that would be quadratic.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -19,9 +20,9 @@ from app.domain.access import require_member
 from app.domain.events import UserFrame
 from app.domain.lanes import Lanes
 from app.domain.limits import Limits
-from app.domain.ports import Actor, Work
+from app.domain.ports import Actor, BatchWork, Work
 from app.errors import ChatError, MessageNotFound, RoomNotFound, ValidationFailed
-from app.infra.db.queries import members, messages, receipts
+from app.infra.db.queries import batched, messages, receipts
 
 Kind = Literal["delivered", "read"]
 KINDS: tuple[Kind, ...] = ("delivered", "read")
@@ -38,8 +39,8 @@ class Mark:
     connection_id: str | None = None
 
 
-async def mark_many(work: Work, marks: list[Mark]) -> list[schemas.Watermarks | ChatError]:
-    """Apply many marks in one go: a few statements, whatever their number.
+async def mark_many(work: BatchWork, marks: list[Mark]) -> list[schemas.Watermarks | ChatError]:
+    """Apply many marks in one go: two statements, whatever their number.
 
     Marks of one member in one room coalesce (the highest wins). Each moved watermark
     writes one receipt row and is pushed to the reader's other connections and to the
@@ -54,33 +55,22 @@ async def mark_many(work: Work, marks: list[Mark]) -> list[schemas.Watermarks | 
         delivered, read = targets.get(key, (0, 0))
         targets[key] = (max(delivered, m.delivered), max(read, m.read))
         origin.setdefault(key, set()).add(m.connection_id)
-    before = await members.lock_members(work.session, targets)
-    after = await members.raise_watermarks(
-        work.session, {k: v for k, v in targets.items() if k in before}
-    )
     at = datetime.now(UTC)
+    after = await batched.raise_watermarks(work.db, targets, at)
     moves: list[tuple[tuple[uuid.UUID, str], Kind, int, int]] = []
     for key, row in after.items():
         for kind in KINDS:
-            old, new = before[key][f"{kind}_seq"], row[f"{kind}_seq"]
+            old, new = row[f"{kind}_before"], row[f"{kind}_seq"]
             if new > old:
                 moves.append((key, kind, old, new))
-    await receipts.record_many(
-        work.session, [(room, user, kind, new) for (room, user), kind, _, new in moves], at
-    )
-    senders = await messages.senders_in_ranges(
-        work.session, [(room, old, new) for (room, _), _, old, new in moves]
-    )
     # A sender who has since left (or been removed from) the room hears nothing more of it.
-    passing = zip(moves, senders, strict=True)
-    still_members = await members.members_among(
-        work.session, {(room, sender) for ((room, _), *_), passed in passing for sender in passed}
+    senders = await batched.senders_in_ranges(
+        work.db, [(room, old, new) for (room, _), _, old, new in moves]
     )
     for ((room, user), kind, _, new), passed in zip(moves, senders, strict=True):
         sources = origin[(room, user)]
         skip = next(iter(sources)) if len(sources) == 1 else None
-        told = {sender for sender in passed - {user} if (room, sender) in still_members}
-        targets_ = (user, *sorted(told))
+        targets_ = (user, *sorted(passed - {user}))
         frame = pushes.receipt(str(room), user, kind, new, at)
         work.log.emit(UserFrame(targets_, frame, skip_connection=skip))
     return [
@@ -94,7 +84,7 @@ async def mark_many(work: Work, marks: list[Mark]) -> list[schemas.Watermarks | 
 class WatermarkWriter:
     """Marks from every connection and request, applied in batches by ordered lanes."""
 
-    def __init__(self, work: Callable[[], AbstractAsyncContextManager[Work]]) -> None:
+    def __init__(self, work: Callable[[], AbstractAsyncContextManager[BatchWork]]) -> None:
         self._work = work
         self._lanes: Lanes[Mark, schemas.Watermarks] = Lanes("watermarks", self._apply)
 
@@ -106,6 +96,14 @@ class WatermarkWriter:
 
     async def mark(self, mark: Mark) -> schemas.Watermarks:
         return await self._lanes.submit(mark.room_id, mark)
+
+    async def mark_all(self, marks: list[Mark]) -> None:
+        """Several marks at once (a `sync`'s cursors); each one's room keeps its lane."""
+        results = await asyncio.gather(*(self.mark(m) for m in marks), return_exceptions=True)
+        for result in results:
+            # A room left in the meantime simply has nothing left to acknowledge.
+            if isinstance(result, BaseException) and not isinstance(result, RoomNotFound):
+                raise result
 
     async def _apply(self, batch: list[Mark]) -> list[schemas.Watermarks | ChatError]:
         async with self._work() as work:

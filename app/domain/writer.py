@@ -1,10 +1,10 @@
 """The send path: messages stored in batches by ordered lanes (see `lanes.py`).
 
-A batch is one transaction: membership for the whole batch in one query, the rooms
-locked in id order (writers on other lanes or instances can never deadlock, and a room's
-seq moves only under its lock, so it has no gap), idempotency keys looked up at once,
-every new message inserted by one statement with its room's next seqs, and the counters
-moved by another. Pushes go out after the commit; each caller gets its own answer.
+A batch is one transaction of three statements (`queries/batched.py`): membership for
+the whole batch, the rooms locked in id order (writers on other lanes or instances can
+never deadlock, and a room's seq moves only under its lock, so it has no gap), then every
+new message inserted with its room's next seqs and the counters moved. Pushes go out
+after the commit; each caller gets its own answer.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from app import schemas
@@ -21,13 +22,13 @@ from app.domain.events import RoomMessage
 from app.domain.lanes import Lanes
 from app.domain.limits import Limits
 from app.domain.messages import check_content
-from app.domain.ports import Actor, Work
-from app.errors import ChatError, Conflict, RoomNotFound
-from app.infra.db.queries import members, messages, rooms
+from app.domain.ports import Actor, BatchWork
+from app.errors import ChatError, Conflict, RoomNotFound, Unavailable
+from app.infra.db.queries import batched
 
 RETRIES = 3
 
-WorkFactory = Callable[[], AbstractAsyncContextManager[Work]]
+WorkFactory = Callable[[], AbstractAsyncContextManager[BatchWork]]
 
 
 @dataclass(slots=True)
@@ -78,41 +79,46 @@ class MessageWriter:
         return await self._lanes.submit(room_id, _Send(actor, room_id, draft, connection_id))
 
     async def _write(self, batch: list[_Send]) -> list[schemas.Message | ChatError]:
-        for _ in range(RETRIES - 1):
+        # Idempotency keys are looked up only when the insert met one already stored (a
+        # client's retry, or the same key sent concurrently elsewhere): rare, and then the
+        # batch is rolled back and run again with the lookup.
+        for attempt in range(RETRIES):
             try:
                 async with self._work() as work:
-                    return await self._store(work, batch)
+                    return await self._store(work, batch, lookup=attempt > 0)
             except _ConcurrentDuplicate:
-                continue
-        async with self._work() as work:
-            return await self._store(work, batch)
+                if attempt == RETRIES - 1:
+                    raise Unavailable("too many concurrent retries; retry shortly") from None
+        raise AssertionError("unreachable")
 
-    async def _store(self, work: Work, batch: list[_Send]) -> list[schemas.Message | ChatError]:
-        session = work.session
-        memberships = await members.members_among(
-            session, [(s.room_id, s.actor.user_id) for s in batch]
-        )
+    async def _store(
+        self, work: BatchWork, batch: list[_Send], *, lookup: bool
+    ) -> list[schemas.Message | ChatError]:
+        db = work.db
+        memberships = await batched.members_among(db, [(s.room_id, s.actor.user_id) for s in batch])
         accepted = [s for s in batch if (s.room_id, s.actor.user_id) in memberships]
-        last_seq = await rooms.lock_rooms(session, [s.room_id for s in accepted])
-        stored = await messages.find_by_client_ids(session, [s.key for s in accepted])
+        last_seq = await batched.lock_rooms(db, [s.room_id for s in accepted])
+        stored = await batched.find_by_client_ids(db, [s.key for s in accepted]) if lookup else {}
         answers: dict[int, schemas.Message | ChatError] = {}
-        planned: dict[tuple[str, uuid.UUID], _Send] = {}
-        rows: list[dict[str, Any]] = []
+        planned: dict[tuple[str, uuid.UUID], tuple[_Send, int]] = {}
         for index, item in enumerate(batch):
             if (item.room_id, item.actor.user_id) not in memberships:
                 answers[index] = RoomNotFound("no such room")
             elif item.key in stored:
                 answers[index] = _same_room(views.message(stored[item.key]), item)
             elif item.key not in planned:
-                planned[item.key] = item
                 last_seq[item.room_id] += 1
-                rows.append(_row(item, last_seq[item.room_id]))
-        inserted = await messages.insert_many(session, rows)
+                planned[item.key] = (item, last_seq[item.room_id])
+        rows = [_row(item, seq) for item, seq in planned.values()]
+        moved = {row["room_id"]: last_seq[row["room_id"]] for row in rows}
+        inserted = await batched.insert_messages(db, rows, moved)
         if len(inserted) != len(rows):
             raise _ConcurrentDuplicate
-        by_key = {(r["sender_id"], r["client_msg_id"]): views.message(r) for r in inserted}
-        for item in planned.values():
-            message = by_key[item.key]
+        by_key: dict[tuple[str, uuid.UUID], schemas.Message] = {}
+        for returned in inserted:
+            item, seq = planned[(returned["sender_id"], returned["client_msg_id"])]
+            message = _message(item, seq, returned["id"], returned["created_at"])
+            by_key[item.key] = message
             work.log.emit(
                 RoomMessage(
                     str(message.room_id),
@@ -120,7 +126,6 @@ class MessageWriter:
                     skip_connection=item.connection_id,
                 )
             )
-        await rooms.advance_many(session, {r["room_id"]: last_seq[r["room_id"]] for r in rows})
         self._on_stored(len(inserted))
         for index, item in enumerate(batch):
             if index not in answers:
@@ -139,6 +144,23 @@ def _row(item: _Send, seq: int) -> dict[str, Any]:
         "attachment": draft.attachment.model_dump() if draft.attachment else None,
         "client_msg_id": draft.client_msg_id,
     }
+
+
+def _message(item: _Send, seq: int, message_id: uuid.UUID, created_at: datetime) -> schemas.Message:
+    draft = item.draft
+    return schemas.Message(
+        id=message_id,
+        room_id=item.room_id,
+        seq=seq,
+        sender_id=item.actor.user_id,
+        kind=draft.kind,
+        body=draft.body,
+        attachment=draft.attachment,
+        client_msg_id=draft.client_msg_id,
+        created_at=created_at,
+        edited_at=None,
+        deleted=False,
+    )
 
 
 def _same_room(message: schemas.Message, item: _Send) -> schemas.Message | ChatError:

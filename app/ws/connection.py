@@ -51,10 +51,11 @@ class Connection:
         self._deadline: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
-        # Shutdown stops taking new frames and waits for the one in hand (its ack) to finish.
+        # Shutdown stops taking new frames and waits for those in hand (their acks).
         self.draining = False
         self.idle = asyncio.Event()
         self.idle.set()
+        self._in_hand = 0
 
     @property
     def expires_at(self) -> datetime:
@@ -64,6 +65,15 @@ class Connection:
     def expires_at(self, value: datetime) -> None:
         self._expires_at = value
         self.renewed.set()
+
+    def frame_started(self) -> None:
+        self._in_hand += 1
+        self.idle.clear()
+
+    def frame_done(self) -> None:
+        self._in_hand -= 1
+        if not self._in_hand:
+            self.idle.set()
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")

@@ -52,6 +52,7 @@ async def on_send(peer: Peer, frame: frames.SendFrame) -> dict[str, Any]:
 async def on_sync(peer: Peer, frame: frames.SyncFrame) -> dict[str, Any]:
     async with peer.work() as work:
         result = await sync.sync(work, peer.actor, frame.cursors, frame.limit)
+    await peer.services.watermark_writer.mark_all(result.acknowledged)
     for message in result.messages:
         peer.connection.push(frames.MessageFrame(type="message", message=message).model_dump_json())
     return {

@@ -1,8 +1,11 @@
 """`GET /v1/ws`: origin check, authentication, `hello`, then the frame loop.
 
-The loop handles one frame at a time per connection, so a client's acks come back in the
-order it sent its frames. Anything a frame does goes through the same domain services as
-REST, inside a unit of work per frame.
+Writes (`send`, `delivered`, `read`) are pipelined: each is handed to its write lane
+in the order it arrived (so one room's sends keep their order) and answered when its
+batch commits, while the loop reads on, up to `frames_in_flight` at once. Other frames
+are handled one at a time. Acks carry the frame's `id`; across rooms they may come back
+in another order than the frames. Anything a frame does goes through the same domain
+services as REST.
 """
 
 from __future__ import annotations
@@ -206,6 +209,7 @@ async def _frames(peer: Peer) -> None:
     connection = peer.connection
     bucket = TokenBucket(settings.frames_per_s, settings.frames_per_s)
     strikes = 0
+    in_flight: set[asyncio.Task[None]] = set()
     while connection.close_code is None:
         try:
             message = await connection.websocket.receive()
@@ -232,25 +236,49 @@ async def _frames(peer: Peer) -> None:
             _reply_error(peer, None, ErrorCode.RATE_LIMITED, "slow down", int(wait * 1000) + 1)
             continue
         strikes = 0
-        await _handle(peer, raw)
+        frame = _parse(peer, raw)
+        if frame is None:
+            continue
+        if not isinstance(frame, PIPELINED):
+            connection.frame_started()
+            await _handle(peer, frame)
+            continue
+        if len(in_flight) >= settings.frames_in_flight:
+            await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        connection.frame_started()
+        # A task starts in creation order and reaches its lane before its first await, so
+        # frames keep their order into the lanes.
+        task = asyncio.create_task(_handle(peer, frame))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
 
 
-async def _handle(peer: Peer, raw: str | bytes) -> None:
+# Frames that only wait for a write lane: handled concurrently (see the module docstring).
+PIPELINED = (frames.SendFrame, frames.DeliveredFrame, frames.ReadFrame)
+
+
+def _parse(peer: Peer, raw: str | bytes) -> frames.ClientFrame | None:
+    """The frame, or None once it has been answered here (an error, or a ping's pong)."""
     connection = peer.connection
     if isinstance(raw, bytes):
         _reply_error(peer, None, ErrorCode.INVALID_FRAME, "frames are JSON text, not binary")
-        return
+        return None
     try:
         frame = frames.parse(raw)
     except frames.FrameError as exc:
         connection.push(frames.dumps_error(exc))
-        return
+        return None
     if isinstance(frame, frames.PingFrame):
         connection.push(
             frames.PongFrame(type="pong", id=frame.id).model_dump_json(exclude_none=True)
         )
-        return
-    connection.idle.clear()
+        return None
+    return frame
+
+
+async def _handle(peer: Peer, frame: frames.ClientFrame) -> None:
+    """Run a frame's handler and answer it; the caller has counted it as started."""
+    connection = peer.connection
     try:
         data = await HANDLERS[type(frame)](peer, frame)
     except ChatError as exc:
@@ -265,7 +293,7 @@ async def _handle(peer: Peer, raw: str | bytes) -> None:
     else:
         connection.push(frames.AckFrame(type="ack", id=frame.id, data=data).model_dump_json())
     finally:
-        connection.idle.set()
+        connection.frame_done()
 
 
 def _reply_error(

@@ -1,9 +1,9 @@
 """Every WebSocket limit of the contract, each enforced from its setting.
 
 Two instances: `tight` has small limits (4 KiB frames, 5 frames a second, a 1 s auth
-timeout, 100-character bodies); `roomy` has a small outbox (64 frames) and no practical
-rate limit, for the slow-reader test, where 50 clients that read and one that never does
-share a group that receives 2,000 messages.
+timeout, 100-character bodies, one write in flight per socket); `roomy` has a small
+outbox (64 frames) and no practical rate limit, for the slow-reader test, where 50
+clients that read and one that never does share a group that receives 2,000 messages.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def instances(fleet: Fleet) -> dict[str, Instance]:
             "frames_per_s": str(FRAMES_PER_S),
             "auth_timeout_s": str(AUTH_TIMEOUT_S),
             "max_body_chars": str(MAX_BODY_CHARS),
+            "frames_in_flight": "1",
         },
         roomy={"outbox_frames": str(OUTBOX_FRAMES), "frames_per_s": "100000"},
     )
@@ -161,6 +162,43 @@ async def test_a_frame_of_exactly_max_frame_bytes_is_read_and_answered(
     assert (error["type"], error["code"]) == ("error", "VALIDATION_FAILED")
     await ws.send(ping("after"))
     assert await next_frame(ws) == {"type": "pong", "id": "after"}
+
+
+# ---- writes in flight --------------------------------------------------------------------
+
+PIPELINED_SENDS = 4  # with the ping after them, within tight's burst of FRAMES_PER_S
+
+
+async def sends_then_ping(instance: Instance, opened: list[ClientConnection]) -> list[str]:
+    """Fire PIPELINED_SENDS sends to one room and a ping without waiting; the answers'
+    ids in the order they came back (after checking the sends kept their order)."""
+    owner = new_user_id()
+    room = await new_group(instance, owner)
+    ws = await open_authed(instance, opened, owner)
+    for n in range(PIPELINED_SENDS):
+        await ws.send(orjson.dumps({**send_frame(room["id"], f"m{n}"), "id": f"s{n}"}).decode())
+    await ws.send(ping("p"))
+    answers = [await next_frame(ws) for _ in range(PIPELINED_SENDS + 1)]
+    acks = [a for a in answers if a["type"] == "ack"]
+    assert [a["data"]["message"]["body"] for a in acks] == [
+        f"m{n}" for n in range(PIPELINED_SENDS)
+    ], answers
+    assert [a["data"]["message"]["seq"] for a in acks] == list(range(1, PIPELINED_SENDS + 1))
+    return [a["id"] for a in answers]
+
+
+async def test_sends_in_flight_keep_their_order_and_a_ping_is_answered_before_they_commit(
+    roomy: Instance, opened: list[ClientConnection]
+) -> None:
+    order = await sends_then_ping(roomy, opened)
+    assert order.index("p") < order.index(f"s{PIPELINED_SENDS - 1}"), order
+
+
+async def test_with_one_write_in_flight_the_next_frame_waits_for_the_previous_answer(
+    tight: Instance, opened: list[ClientConnection]
+) -> None:
+    order = await sends_then_ping(tight, opened)
+    assert order.index("p") >= PIPELINED_SENDS - 1, order
 
 
 # ---- frame rate --------------------------------------------------------------------------
@@ -375,8 +413,11 @@ async def read_messages(client: Client, count: int) -> set[int]:
     return seqs
 
 
-async def send_all(sender: Client, room_id: str, count: int, window: int = 50) -> None:
-    """Send `count` messages on one socket, at most `window` unacknowledged at a time."""
+async def send_all(sender: Client, room_id: str, count: int, window: int = 10) -> None:
+    """Send `count` messages on one socket, at most `window` unacknowledged at a time.
+
+    Sends in flight commit together, so each reader gets up to SENDERS * `window` pushes
+    at once: that burst must fit the small outbox, or readers would be closed too."""
     for start in range(0, count, window):
         ids = [await sender.send(send_frame(room_id, BODY)) for _ in range(start, start + window)]
         for frame_id in ids:

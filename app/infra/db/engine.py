@@ -18,13 +18,23 @@ from app.infra.metrics import Metrics
 from app.settings import Settings
 
 
-def make_engine(url: str, settings: Settings, metrics: Metrics | None = None) -> AsyncEngine:
+def make_engine(
+    url: str,
+    settings: Settings,
+    metrics: Metrics | None = None,
+    *,
+    pool_size: int | None = None,
+    pre_ping: bool = True,
+) -> AsyncEngine:
+    """`pre_ping` costs three round trips per checkout (BEGIN, a ping, ROLLBACK) and suits
+    requests; the write lanes turn it off and retry a stale connection themselves."""
+    size = pool_size if pool_size is not None else settings.db_pool_size
     engine = create_async_engine(
         url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size // 2,
+        pool_size=size,
+        max_overflow=size // 2,
         pool_timeout=settings.db_pool_timeout_s,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         connect_args={
             "timeout": settings.db_pool_timeout_s,
             "command_timeout": settings.db_statement_timeout_ms / 1000 + 1,

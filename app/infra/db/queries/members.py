@@ -10,8 +10,6 @@ from sqlalchemy import (
     delete,
     func,
     select,
-    text,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -125,71 +123,3 @@ async def memberships_of(session: AsyncSession, user_id: str) -> Sequence[RowMap
         .where(members.c.user_id == user_id)
     )
     return (await session.execute(stmt)).mappings().all()
-
-
-async def members_among(
-    session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, str]]
-) -> set[tuple[uuid.UUID, str]]:
-    """Which (room, user) pairs are memberships, in one statement."""
-    wanted = list(set(pairs))
-    if not wanted:
-        return set()
-    stmt = select(members.c.room_id, members.c.user_id).where(
-        tuple_(members.c.room_id, members.c.user_id).in_(wanted)
-    )
-    return {(row[0], row[1]) for row in (await session.execute(stmt)).all()}
-
-
-async def lock_members(
-    session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, str]]
-) -> dict[tuple[uuid.UUID, str], RowMapping]:
-    """Row-lock several memberships (in key order, so concurrent batches cannot deadlock)
-    and return them as they were."""
-    wanted = sorted(set(pairs))
-    if not wanted:
-        return {}
-    stmt = (
-        select(members)
-        .where(tuple_(members.c.room_id, members.c.user_id).in_(wanted))
-        .order_by(members.c.room_id, members.c.user_id)
-        .with_for_update()
-    )
-    rows = (await session.execute(stmt)).mappings().all()
-    return {(row["room_id"], row["user_id"]): row for row in rows}
-
-
-_RAISE_WATERMARKS = text(
-    """
-    UPDATE members AS m SET
-        read_seq = GREATEST(m.read_seq, LEAST(w.rd, r.last_seq)),
-        delivered_seq = GREATEST(
-            m.delivered_seq, m.read_seq, LEAST(w.rd, r.last_seq), LEAST(w.dl, r.last_seq)
-        )
-    FROM unnest(
-        CAST(:rooms AS uuid[]), CAST(:users AS varchar[]),
-        CAST(:delivered AS bigint[]), CAST(:read AS bigint[])
-    ) AS w(room_id, user_id, dl, rd)
-    JOIN rooms AS r ON r.id = w.room_id
-    WHERE m.room_id = w.room_id AND m.user_id = w.user_id
-    RETURNING m.*
-    """
-).columns(*members.c)
-
-
-async def raise_watermarks(
-    session: AsyncSession, targets: dict[tuple[uuid.UUID, str], tuple[int, int]]
-) -> dict[tuple[uuid.UUID, str], RowMapping]:
-    """Move (delivered, read) watermarks forward only, clamped to each room's last_seq,
-    read implying delivered; one statement of one shape for the whole batch. Returns the
-    new rows."""
-    if not targets:
-        return {}
-    keys = list(targets)
-    params = {
-        "rooms": [room for room, _ in keys],
-        "users": [user for _, user in keys],
-        "delivered": [targets[k][0] for k in keys],
-        "read": [targets[k][1] for k in keys],
-    }
-    rows = (await session.execute(_RAISE_WATERMARKS, params)).mappings().all()
-    return {(row["room_id"], row["user_id"]): row for row in rows}

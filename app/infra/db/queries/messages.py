@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-import orjson
-from sqlalchemy import RowMapping, func, select, text, tuple_, update
+from sqlalchemy import RowMapping, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.infra.db.tables import Message, table
@@ -94,82 +92,3 @@ async def after_cursors(
         {"rooms": rooms, "cursors": [cursors[r] for r in rooms], "per_room": per_room},
     )
     return result.mappings().all()
-
-
-async def find_by_client_ids(
-    session: AsyncSession, keys: Iterable[tuple[str, uuid.UUID]]
-) -> dict[tuple[str, uuid.UUID], RowMapping]:
-    """Messages already stored under these (sender, client_msg_id) keys."""
-    wanted = list(set(keys))
-    if not wanted:
-        return {}
-    stmt = select(messages).where(
-        tuple_(messages.c.sender_id, messages.c.client_msg_id).in_(wanted)
-    )
-    rows = (await session.execute(stmt)).mappings().all()
-    return {(row["sender_id"], row["client_msg_id"]): row for row in rows}
-
-
-# One statement of one shape whatever the batch size: the arrays are parameters, so the
-# statement compiles once (a multi-row VALUES compiled anew for every batch length).
-_INSERT_MANY = text(
-    """
-    INSERT INTO messages (id, room_id, seq, sender_id, kind, body, attachment, client_msg_id)
-    SELECT * FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:rooms AS uuid[]), CAST(:seqs AS bigint[]),
-        CAST(:senders AS varchar[]), CAST(:kinds AS varchar[]), CAST(:bodies AS text[]),
-        CAST(:attachments AS jsonb[]), CAST(:client_msg_ids AS uuid[])
-    )
-    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
-    RETURNING *
-    """
-).columns(*messages.c)
-
-
-async def insert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> Sequence[RowMapping]:
-    """Insert a batch in one statement; rows whose (sender, client_msg_id) exists are skipped
-    (the caller compares counts and retries the batch)."""
-    if not rows:
-        return []
-    params = {
-        "ids": [uuid.uuid4() for _ in rows],
-        "rooms": [row["room_id"] for row in rows],
-        "seqs": [row["seq"] for row in rows],
-        "senders": [row["sender_id"] for row in rows],
-        "kinds": [str(row["kind"]) for row in rows],
-        "bodies": [row["body"] for row in rows],
-        "attachments": [
-            orjson.dumps(row["attachment"]).decode() if row["attachment"] is not None else None
-            for row in rows
-        ],
-        "client_msg_ids": [row["client_msg_id"] for row in rows],
-    }
-    return (await session.execute(_INSERT_MANY, params)).mappings().all()
-
-
-_SENDERS_IN_RANGES = text(
-    """
-    SELECT DISTINCT r.idx, m.sender_id
-    FROM unnest(CAST(:rooms AS uuid[]), CAST(:lows AS bigint[]), CAST(:highs AS bigint[]),
-                CAST(:idx AS int[])) AS r(room_id, low, high, idx)
-    JOIN messages AS m ON m.room_id = r.room_id AND m.seq > r.low AND m.seq <= r.high
-    """
-)
-
-
-async def senders_in_ranges(
-    session: AsyncSession, ranges: list[tuple[uuid.UUID, int, int]]
-) -> list[set[str]]:
-    """For each (room, low, high): who sent messages with low < seq <= high."""
-    found: list[set[str]] = [set() for _ in ranges]
-    if not ranges:
-        return found
-    params = {
-        "rooms": [r[0] for r in ranges],
-        "lows": [r[1] for r in ranges],
-        "highs": [r[2] for r in ranges],
-        "idx": list(range(len(ranges))),
-    }
-    for idx, sender in (await session.execute(_SENDERS_IN_RANGES, params)).all():
-        found[idx].add(sender)
-    return found

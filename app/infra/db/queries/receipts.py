@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, case, insert, select
+from sqlalchemy import ColumnElement, RowMapping, case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.infra.db.tables import Member, Receipt, table
 
 receipts = table(Receipt)
 members = table(Member)
-
-
-async def record_many(
-    session: AsyncSession,
-    moves: Sequence[tuple[uuid.UUID, str, str, int]],
-    at: datetime,
-) -> None:
-    """One row per watermark that moved: (room, user, kind, the seq it now reaches)."""
-    if moves:
-        await session.execute(
-            insert(receipts),
-            [
-                {"room_id": room, "user_id": user, "kind": kind, "up_to_seq": seq, "at": at}
-                for room, user, kind, seq in moves
-            ],
-        )
 
 
 def _reached_at(kind: str, seq: int, watermark: ColumnElement[int]) -> ColumnElement[Any]:

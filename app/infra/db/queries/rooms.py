@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import RowMapping, and_, func, select, text, tuple_, update
+from sqlalchemy import RowMapping, and_, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,35 +114,3 @@ async def last_messages(
     stmt = select(messages).where(and_(tuple_(messages.c.room_id, messages.c.seq).in_(wanted)))
     rows = (await session.execute(stmt)).mappings().all()
     return {row["room_id"]: row for row in rows}
-
-
-async def lock_rooms(session: AsyncSession, room_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """Row-lock several rooms and return their last_seq. Locks are taken in id order, so
-    writers locking overlapping sets of rooms can never deadlock."""
-    ids = sorted(set(room_ids))
-    if not ids:
-        return {}
-    stmt = (
-        select(rooms.c.id, rooms.c.last_seq)
-        .where(rooms.c.id.in_(ids))
-        .order_by(rooms.c.id)
-        .with_for_update()
-    )
-    return {row[0]: int(row[1]) for row in (await session.execute(stmt)).all()}
-
-
-_ADVANCE_MANY = text(
-    """
-    UPDATE rooms SET last_seq = moved.seq, last_activity_at = now()
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS bigint[])) AS moved(id, seq)
-    WHERE rooms.id = moved.id
-    """
-)
-
-
-async def advance_many(session: AsyncSession, last_seqs: dict[uuid.UUID, int]) -> None:
-    """Move several rooms' last_seq (and activity time) in one statement of one shape."""
-    if last_seqs:
-        await session.execute(
-            _ADVANCE_MANY, {"ids": list(last_seqs), "seqs": list(last_seqs.values())}
-        )

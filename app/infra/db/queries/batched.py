@@ -1,0 +1,199 @@
+"""The write lanes' statements: fixed SQL over arrays, run prepared on the driver
+connection (`app/infra/db/direct.py`), a handful per batch whatever its size.
+
+Each takes whole columns as array parameters (`unnest`), so one statement of one shape
+serves a batch of any length and asyncpg prepares it once per connection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+_MEMBERS_AMONG = """
+SELECT w.room_id, w.user_id
+FROM unnest($1::uuid[], $2::varchar[]) AS w(room_id, user_id)
+JOIN members AS m ON m.room_id = w.room_id AND m.user_id = w.user_id
+"""
+
+
+async def members_among(db: Any, pairs: Iterable[tuple[uuid.UUID, str]]) -> set[tuple[Any, str]]:
+    """Which (room, user) pairs are memberships."""
+    wanted = list(set(pairs))
+    if not wanted:
+        return set()
+    rows = await db.fetch(_MEMBERS_AMONG, [p[0] for p in wanted], [p[1] for p in wanted])
+    return {(row[0], row[1]) for row in rows}
+
+
+# In id order, so writers locking overlapping sets of rooms can never deadlock.
+_LOCK_ROOMS = """
+SELECT id, last_seq FROM rooms WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+"""
+
+
+async def lock_rooms(db: Any, room_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Row-lock rooms and return their last_seq: a room's seq moves only under its lock,
+    which is what keeps it gap-free."""
+    ids = list(set(room_ids))
+    if not ids:
+        return {}
+    return {row[0]: int(row[1]) for row in await db.fetch(_LOCK_ROOMS, ids)}
+
+
+_FIND_BY_CLIENT_IDS = """
+SELECT m.* FROM unnest($1::varchar[], $2::uuid[]) AS k(sender_id, client_msg_id)
+JOIN messages AS m ON m.sender_id = k.sender_id AND m.client_msg_id = k.client_msg_id
+"""
+
+
+async def find_by_client_ids(
+    db: Any, keys: Iterable[tuple[str, uuid.UUID]]
+) -> dict[tuple[str, uuid.UUID], dict[str, Any]]:
+    """Messages already stored under these (sender, client_msg_id) keys, as column maps."""
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    rows = await db.fetch(_FIND_BY_CLIENT_IDS, [k[0] for k in wanted], [k[1] for k in wanted])
+    found = {}
+    for row in rows:
+        columns = dict(row)
+        if columns["attachment"] is not None:  # jsonb arrives as text on this connection
+            columns["attachment"] = orjson.loads(columns["attachment"])
+        found[(row["sender_id"], row["client_msg_id"])] = columns
+    return found
+
+
+# The insert and the rooms' new last_seq in one statement. A key that already exists is
+# skipped: the caller compares counts and rolls the whole batch back (no seq is lost).
+_INSERT_MESSAGES = """
+WITH inserted AS (
+    INSERT INTO messages (id, room_id, seq, sender_id, kind, body, attachment, client_msg_id)
+    SELECT * FROM unnest(
+        $1::uuid[], $2::uuid[], $3::bigint[], $4::varchar[], $5::varchar[], $6::text[],
+        $7::jsonb[], $8::uuid[]
+    )
+    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+    RETURNING id, sender_id, client_msg_id, created_at
+), advanced AS (
+    UPDATE rooms SET last_seq = moved.seq, last_activity_at = now()
+    FROM unnest($9::uuid[], $10::bigint[]) AS moved(id, seq)
+    WHERE rooms.id = moved.id
+)
+SELECT * FROM inserted
+"""
+
+
+async def insert_messages(
+    db: Any, rows: list[dict[str, Any]], last_seqs: dict[uuid.UUID, int]
+) -> list[Any]:
+    """Insert messages and move their rooms' last_seq; returns (id, sender_id,
+    client_msg_id, created_at) of each row inserted."""
+    if not rows:
+        return []
+    attachments = [
+        orjson.dumps(row["attachment"]).decode() if row["attachment"] is not None else None
+        for row in rows
+    ]
+    rooms = list(last_seqs)
+    result: list[Any] = await db.fetch(
+        _INSERT_MESSAGES,
+        [uuid.uuid4() for _ in rows],
+        [row["room_id"] for row in rows],
+        [row["seq"] for row in rows],
+        [row["sender_id"] for row in rows],
+        [str(row["kind"]) for row in rows],
+        [row["body"] for row in rows],
+        attachments,
+        [row["client_msg_id"] for row in rows],
+        rooms,
+        [last_seqs[room] for room in rooms],
+    )
+    return result
+
+
+# Forward only, clamped to the room's last_seq, read implying delivered. The rows are
+# locked in key order first (no deadlock between batches), which also yields the values
+# before the move; every watermark that moved writes its receipt row in the same statement.
+_RAISE_WATERMARKS = """
+WITH wanted AS (
+    SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::bigint[], $4::bigint[])
+        AS w(room_id, user_id, dl, rd)
+), before AS (
+    SELECT m.room_id, m.user_id, m.delivered_seq, m.read_seq
+    FROM members AS m JOIN wanted AS w ON m.room_id = w.room_id AND m.user_id = w.user_id
+    ORDER BY m.room_id, m.user_id
+    FOR UPDATE OF m
+), moved AS (
+    UPDATE members AS m SET
+        read_seq = GREATEST(m.read_seq, LEAST(w.rd, r.last_seq)),
+        delivered_seq = GREATEST(
+            m.delivered_seq, m.read_seq, LEAST(w.rd, r.last_seq), LEAST(w.dl, r.last_seq)
+        )
+    FROM wanted AS w
+    JOIN rooms AS r ON r.id = w.room_id
+    JOIN before AS b ON b.room_id = w.room_id AND b.user_id = w.user_id
+    WHERE m.room_id = w.room_id AND m.user_id = w.user_id
+    RETURNING m.room_id, m.user_id, m.delivered_seq, m.read_seq,
+        b.delivered_seq AS delivered_before, b.read_seq AS read_before
+), recorded AS (
+    INSERT INTO receipts (room_id, user_id, kind, up_to_seq, at)
+    SELECT room_id, user_id, 'delivered', delivered_seq, $5::timestamptz FROM moved
+    WHERE delivered_seq > delivered_before
+    UNION ALL
+    SELECT room_id, user_id, 'read', read_seq, $5::timestamptz FROM moved
+    WHERE read_seq > read_before
+)
+SELECT * FROM moved
+"""
+
+
+async def raise_watermarks(
+    db: Any, targets: dict[tuple[uuid.UUID, str], tuple[int, int]], at: datetime
+) -> dict[tuple[uuid.UUID, str], Any]:
+    """Move (delivered, read) watermarks of many members at once and record a receipt row
+    for each one that moved. Returns each membership's row: the watermarks now and
+    before (`delivered_before`, `read_before`); members that do not exist are absent."""
+    if not targets:
+        return {}
+    keys = list(targets)
+    rows = await db.fetch(
+        _RAISE_WATERMARKS,
+        [room for room, _ in keys],
+        [user for _, user in keys],
+        [targets[k][0] for k in keys],
+        [targets[k][1] for k in keys],
+        at,
+    )
+    return {(row["room_id"], row["user_id"]): row for row in rows}
+
+
+# Senders who left the room since are not told: they no longer hear of it.
+_SENDERS_IN_RANGES = """
+SELECT DISTINCT r.idx, m.sender_id
+FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::int[]) AS r(room_id, low, high, idx)
+JOIN messages AS m ON m.room_id = r.room_id AND m.seq > r.low AND m.seq <= r.high
+JOIN members AS still ON still.room_id = r.room_id AND still.user_id = m.sender_id
+"""
+
+
+async def senders_in_ranges(db: Any, ranges: list[tuple[uuid.UUID, int, int]]) -> list[set[str]]:
+    """For each (room, low, high): the current members who sent messages with
+    low < seq <= high."""
+    found: list[set[str]] = [set() for _ in ranges]
+    if not ranges:
+        return found
+    rows = await db.fetch(
+        _SENDERS_IN_RANGES,
+        [r[0] for r in ranges],
+        [r[1] for r in ranges],
+        [r[2] for r in ranges],
+        list(range(len(ranges))),
+    )
+    for idx, sender in rows:
+        found[idx].add(sender)
+    return found
