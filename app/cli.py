@@ -14,6 +14,7 @@ from app.auth.tokens import ConfigError, issue, resolve_secret
 from app.infra.logging import configure
 from app.server import Server, allow_token_headers
 from app.settings import Settings
+from app.ws.protocol import ChatWebSocketProtocol
 
 cli = typer.Typer(
     help="A real-time messaging service. Settings come from CHAT_* environment variables.",
@@ -43,7 +44,8 @@ def serve(
         port=port or settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        # uvicorn's sans-I/O websockets protocol, with liveness and cut-offs added.
+        ws=ChatWebSocketProtocol,
         # Compression costs memory per socket and opens compression side channels.
         ws_per_message_deflate=False,
         ws_max_size=settings.max_frame_bytes,

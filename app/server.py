@@ -20,13 +20,14 @@ CLOSE_GOING_AWAY = 1001
 def allow_token_headers(max_token_bytes: int) -> None:
     """Let a header line carry a token of the largest accepted size.
 
-    The WebSocket handshake parser refuses header lines over 8,192 bytes, so a valid token
-    near the 8 KiB limit (plus "Authorization: Bearer ") could not open a socket by header.
-    The limit is read when a line is parsed, so raising it here, before serving, is enough.
+    The WebSocket handshake parser (websockets' sans-I/O `http11`, which uvicorn's
+    protocol uses) refuses header lines over 8,192 bytes, so a valid token near the 8 KiB
+    limit (plus "Authorization: Bearer ") could not open a socket by header. The limit is
+    read when a line is parsed, so raising it here, before serving, is enough.
     """
-    from websockets.legacy import http
+    from websockets import http11
 
-    http.MAX_LINE_LENGTH = max(http.MAX_LINE_LENGTH, max_token_bytes + 256)
+    http11.MAX_LINE_LENGTH = max(http11.MAX_LINE_LENGTH, max_token_bytes + 256)
 
 
 class Server(uvicorn.Server):

@@ -65,8 +65,14 @@ def serve(tmp_path: Path) -> Iterator[tuple[str, Path, list[subprocess.Popen[byt
     yield f"http://127.0.0.1:{_free_port()}", tmp_path, procs
     for proc in procs:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+            # SIGTERM, so the server stops its embedded PostgreSQL and Redis too (a killed
+            # server leaves them running until its next start clears them).
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
 
 def _start(

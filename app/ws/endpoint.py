@@ -210,6 +210,12 @@ async def _frames(peer: Peer) -> None:
     bucket = TokenBucket(settings.frames_per_s, settings.frames_per_s)
     strikes = 0
     in_flight: set[asyncio.Task[None]] = set()
+    slot_free = asyncio.Event()
+
+    def answered(task: asyncio.Task[None]) -> None:
+        in_flight.discard(task)
+        slot_free.set()
+
     while connection.close_code is None:
         try:
             message = await connection.websocket.receive()
@@ -244,13 +250,14 @@ async def _frames(peer: Peer) -> None:
             await _handle(peer, frame)
             continue
         if len(in_flight) >= settings.frames_in_flight:
-            await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            slot_free.clear()
+            await slot_free.wait()
         connection.frame_started()
         # A task starts in creation order and reaches its lane before its first await, so
         # frames keep their order into the lanes.
         task = asyncio.create_task(_handle(peer, frame))
         in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
+        task.add_done_callback(answered)
 
 
 # Frames that only wait for a write lane: handled concurrently (see the module docstring).

@@ -21,7 +21,6 @@ from app.infra.metrics import Metrics
 from app.infra.presence.redis import RedisPresence
 from app.work import UnitOfWorkFactory
 from app.ws.fanout import Fanout
-from app.ws.liveness import cut_off_if_unanswering
 
 log = structlog.get_logger(__name__)
 
@@ -40,8 +39,6 @@ class Heartbeat:
         self._work = work
         self._metrics = metrics
         self._interval = heartbeat_s / 2
-        # The server's keepalive pings go out every heartbeat and time out after one.
-        self._ping_timeout_s = heartbeat_s
         self._pending_leaves: list[tuple[str, str, datetime]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -81,13 +78,10 @@ class Heartbeat:
         return offline
 
     async def tick(self) -> None:
-        pairs: list[tuple[str, str]] = []
-        for conn in list(self._fanout.connections.values()):
-            if cut_off_if_unanswering(conn.websocket, self._ping_timeout_s):
-                # Its reader sees the end at once and the connection leaves as usual.
-                log.info("ws_keepalive_timeout", connection_id=conn.id, user_id=conn.user_id)
-            else:
-                pairs.append((conn.id, conn.user_id))
+        # A connection that stops answering is cut off by the WebSocket protocol's own
+        # keepalive (a ping every heartbeat, a timeout of one: app/ws/protocol.py) and
+        # leaves through its endpoint; until then it is vouched for like any other.
+        pairs = [(conn.id, conn.user_id) for conn in self._fanout.connections.values()]
         offline = await self._settle_pending_leaves()
         came = await self._store.refresh(pairs)
         # A connection that closed while the refresh was on its way was just put back:

@@ -1,10 +1,10 @@
-"""When a connection last showed a sign of life: a frame from it, or a pong to a ping.
+"""When a connection last showed a sign of life, and cutting one off.
 
-Protocol pings are answered inside the WebSocket library and never reach an ASGI app.
-Under uvicorn's `websockets` implementation the protocol object is reachable, and its
-table of unanswered pings tells how long the peer has been silent: a connection that died
-with a ping outstanding was last heard from before that ping was sent. Elsewhere the end
-of the connection itself is the best estimate.
+Protocol pings are answered inside the WebSocket library and never reach an ASGI app, so
+both go through the connection's protocol object (`app.ws.protocol`), which uvicorn hands
+the app as the `receive` callable's owner. Served any other way (in-process tests) there
+is none: the end of the connection is then the best estimate, and there is nothing to
+abort.
 """
 
 from __future__ import annotations
@@ -14,54 +14,38 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.websockets import WebSocket
 
-
-def _protocol(websocket: WebSocket) -> object:
-    return getattr(getattr(websocket, "_receive", None), "__self__", None)
+from app.ws.protocol import ChatWebSocketProtocol
 
 
-def _silent_for_s(websocket: WebSocket) -> float:
-    pings = getattr(_protocol(websocket), "pings", None)
-    if not isinstance(pings, dict) or not pings:
-        return 0.0
-    try:
-        oldest = float(min(sent for _, sent in pings.values()))
-    except (TypeError, ValueError):
-        return 0.0
-    return max(0.0, time.perf_counter() - oldest)
-
-
-def cut_off_if_unanswering(websocket: WebSocket, ping_timeout_s: float) -> bool:
-    """Abort the TCP connection of a peer that left a ping unanswered past the timeout.
-
-    The WebSocket library notices the missing pong too, but then waits up to its close
-    timeout (10 s) for a closing handshake that a silent peer never completes, and only
-    then tells the app: far past the 3 x heartbeat in which a dead connection must be
-    found. Aborting ends it now; its outstanding pings still date its last sign of life.
-    """
-    if _silent_for_s(websocket) <= ping_timeout_s:
-        return False
-    abort = getattr(getattr(_protocol(websocket), "transport", None), "abort", None)
-    if not callable(abort):
-        return False
-    abort()
-    return True
+def _protocol(websocket: WebSocket) -> ChatWebSocketProtocol | None:
+    # Starlette keeps the ASGI `receive` as given: uvicorn's bound `protocol.receive`.
+    # (`_send` is Starlette's own wrapper, which leads nowhere.)
+    protocol = getattr(getattr(websocket, "_receive", None), "__self__", None)
+    return protocol if isinstance(protocol, ChatWebSocketProtocol) else None
 
 
 def last_sign_of_life(websocket: WebSocket, last_frame_at: float) -> datetime:
-    """Wall-clock time of the last sign of life, judged now, as the connection ends."""
+    """Wall-clock time of the last sign of life, judged now, as the connection ends.
+
+    A peer that was answering pings (or ended the connection itself: its close, FIN or
+    reset) was alive until now. One that left a ping unanswered, and was cut off for it
+    or went while it was pending, was last alive when it was last heard from: a frame or
+    a pong. `last_frame_at` (monotonic) is the app's own record of the last frame.
+    """
     now = datetime.now(UTC)
-    by_pings = now - timedelta(seconds=_silent_for_s(websocket))
-    by_frames = now - timedelta(seconds=time.monotonic() - last_frame_at)
-    return max(by_pings, by_frames)
+    protocol = _protocol(websocket)
+    if protocol is None or protocol.answering:
+        return now
+    heard_at = max(protocol.last_heard_at, last_frame_at)
+    return now - timedelta(seconds=max(0.0, time.monotonic() - heard_at))
 
 
 def abort(websocket: WebSocket) -> None:
     """Cut the TCP connection now, dropping whatever is buffered for it.
 
     For a peer that stopped reading: a polite close waits for the buffer to drain, which
-    for such a peer is never.
+    for such a peer is never. The app is told through `receive()`, as for any lost peer.
     """
-    protocol = getattr(getattr(websocket, "_send", None), "__self__", None)
-    transport = getattr(protocol, "transport", None)
-    if transport is not None and hasattr(transport, "abort"):
-        transport.abort()
+    protocol = _protocol(websocket)
+    if protocol is not None:
+        protocol.transport.abort()
