@@ -404,3 +404,25 @@ def log_events(instance: Instance, event: str) -> list[dict[str, Any]]:
             if isinstance(record, dict) and record.get("event") == event:
                 records.append(record)
     return records
+
+
+async def open_unreading(
+    instance: Instance, user_id: str, *, pings: bool = True
+) -> ClientConnection:
+    """A client that stops reading once one message waits for it, with a tiny kernel
+    receive buffer and a small segment size (a slow link's, which also keeps the server's
+    send buffer small). `pings=False`: it sends no pings of its own either."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", instance.port))
+    return await connect(
+        instance.ws,
+        sock=sock,
+        additional_headers={"Authorization": f"Bearer {token_for(user_id)}"},
+        open_timeout=FRAME_TIMEOUT_S,
+        max_queue=1,
+        proxy=None,
+        ping_interval=20 if pings else None,  # 20 s: the library's default
+    )

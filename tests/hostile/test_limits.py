@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from tests.cluster import (
     alive,
     log_events,
     new_group,
+    open_unreading,
     rest,
     rss_bytes,
     send_frame,
@@ -48,8 +48,6 @@ READERS = 50
 SENDERS = 4
 MESSAGES = 2000
 BODY = "m" * 200  # big enough that 2,000 pushes overflow a stuck socket's buffers
-STUCK_RCVBUF = 4096
-STUCK_MSS = 536
 RSS_GROWTH_MAX = 300 * 2**20
 
 
@@ -385,24 +383,6 @@ async def test_per_message_deflate_is_not_negotiated(
 # ---- a slow reader -----------------------------------------------------------------------
 
 
-async def open_stuck(instance: Instance, user_id: str) -> ClientConnection:
-    """A client that never reads: a tiny kernel receive buffer and a one-frame queue."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STUCK_RCVBUF)
-    # A small segment size (a slow link's) also keeps the server's send buffer small.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, STUCK_MSS)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", instance.port))
-    return await connect(
-        instance.ws,
-        sock=sock,
-        additional_headers={"Authorization": f"Bearer {token_for(user_id)}"},
-        open_timeout=FRAME_TIMEOUT_S,
-        max_queue=1,
-        proxy=None,
-    )
-
-
 async def read_messages(client: Client, count: int) -> set[int]:
     """The seqs of the first `count` message pushes."""
     seqs: set[int] = set()
@@ -453,7 +433,7 @@ async def slow_reader(roomy: Instance) -> AsyncIterator[SlowReaderRun]:
     room = await new_group(roomy, *senders, stuck, *readers)
     clients: list[Client] = []
     reading: list[asyncio.Task[set[int]]] = []
-    stuck_ws = await open_stuck(roomy, stuck)
+    stuck_ws = await open_unreading(roomy, stuck)
     try:
         clients += [await Client.open(roomy.ws, user, proxy=None) for user in senders + readers]
         rss_before = rss_bytes(roomy)
@@ -526,7 +506,7 @@ async def test_a_client_that_falls_behind_then_reads_again_gets_its_frames_then_
     sender, slow = new_user_id("sender"), new_user_id("slow")
     room = await new_group(roomy, sender, slow)
     writer = await Client.open(roomy.ws, sender, proxy=None)
-    slow_ws = await open_stuck(roomy, slow)
+    slow_ws = await open_unreading(roomy, slow)
     try:
         async with asyncio.timeout(30):
             while not [e for e in log_events(roomy, "outbox_overflow") if e["user_id"] == slow]:

@@ -7,25 +7,22 @@ without a cut the connection would stay half-closed and its user online for good
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import time
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
 
 from tests.cluster import (
-    FRAME_TIMEOUT_S,
     Instance,
     Sockets,
     log_events,
     new_group,
+    open_unreading,
     parse_time,
 )
 from tests.cluster import send_frame as send_message
 from tests.presence.conftest import DETECTION_S, HEARTBEAT_S
-from tests.support import new_user_id, token_for
+from tests.support import new_user_id
 
 # A room's history, sent within the default rate limit (a burst of 20 frames), that the
 # peer asks for again and again without reading: more than the kernel buffers of both
@@ -33,25 +30,6 @@ from tests.support import new_user_id, token_for
 HISTORY = 18
 SYNCS = 8
 BODY = "b" * 3900
-
-
-async def open_unreading(instance: Instance, user_id: str) -> ClientConnection:
-    """A client with tiny buffers that stops reading once one message waits for it, and
-    sends no pings of its own: it falls silent as soon as frames pile up."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", instance.port))
-    return await connect(
-        instance.ws,
-        sock=sock,
-        additional_headers={"Authorization": f"Bearer {token_for(user_id)}"},
-        open_timeout=FRAME_TIMEOUT_S,
-        max_queue=1,
-        ping_interval=None,
-        proxy=None,
-    )
 
 
 async def test_a_peer_that_stops_reading_with_frames_pending_goes_offline_in_time(
@@ -68,7 +46,7 @@ async def test_a_peer_that_stops_reading_with_frames_pending_goes_offline_in_tim
     writer = await sockets.open(p1, sender)
     for _ in range(HISTORY):
         await writer.request(send_message(room["id"], BODY))
-    ws = await open_unreading(p1, stuck)
+    ws = await open_unreading(p1, stuck, pings=False)
     try:
         assert '"hello"' in str(await ws.recv())
         await watcher.wait(lambda f: f["type"] == "presence" and f["online"] is True)
