@@ -126,11 +126,17 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         )
         stack.push_async_callback(lanes_engine.dispose)
         writer = MessageWriter(
-            lambda: batch_of_work(lanes_engine, fanout), limits, on_stored=metrics.messages_sent.inc
+            lambda: batch_of_work(lanes_engine, fanout),
+            limits,
+            on_stored=metrics.messages_sent.inc,
+            on_batch=metrics.batch_size.labels(lane="writer").observe,
         )
         writer.start()
         stack.push_async_callback(writer.stop)
-        watermark_writer = WatermarkWriter(lambda: batch_of_work(lanes_engine, fanout))
+        watermark_writer = WatermarkWriter(
+            lambda: batch_of_work(lanes_engine, fanout),
+            on_batch=metrics.batch_size.labels(lane="watermarks").observe,
+        )
         watermark_writer.start()
         stack.push_async_callback(watermark_writer.stop)
         services = Services(

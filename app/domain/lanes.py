@@ -46,9 +46,11 @@ class Lanes(Generic[T, R]):
         lanes: int = LANES,
         max_batch: int = MAX_BATCH,
         capacity: int = CAPACITY,
+        on_batch: Callable[[int], None] = lambda _: None,
     ) -> None:
         self._name = name
         self._handle = handle
+        self._on_batch = on_batch
         self._max_batch = max_batch
         self._queues: list[asyncio.Queue[_Job[T, R]]] = [
             asyncio.Queue(capacity) for _ in range(lanes)
@@ -81,6 +83,7 @@ class Lanes(Generic[T, R]):
             jobs = [await queue.get()]
             while len(jobs) < self._max_batch and not queue.empty():
                 jobs.append(queue.get_nowait())
+            self._on_batch(len(jobs))
             try:
                 if not await self._settle(jobs):
                     jobs += self._refuse_waiting(queue)

@@ -84,9 +84,16 @@ async def mark_many(work: BatchWork, marks: list[Mark]) -> list[schemas.Watermar
 class WatermarkWriter:
     """Marks from every connection and request, applied in batches by ordered lanes."""
 
-    def __init__(self, work: Callable[[], AbstractAsyncContextManager[BatchWork]]) -> None:
+    def __init__(
+        self,
+        work: Callable[[], AbstractAsyncContextManager[BatchWork]],
+        *,
+        on_batch: Callable[[int], None] = lambda _: None,
+    ) -> None:
         self._work = work
-        self._lanes: Lanes[Mark, schemas.Watermarks] = Lanes("watermarks", self._apply)
+        self._lanes: Lanes[Mark, schemas.Watermarks] = Lanes(
+            "watermarks", self._apply, on_batch=on_batch
+        )
 
     def start(self) -> None:
         self._lanes.start()

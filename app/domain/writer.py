@@ -54,11 +54,12 @@ class MessageWriter:
         limits: Limits,
         *,
         on_stored: Callable[[int], None] = lambda _: None,
+        on_batch: Callable[[int], None] = lambda _: None,
     ) -> None:
         self._work = work
         self._limits = limits
         self._on_stored = on_stored
-        self._lanes: Lanes[_Send, schemas.Message] = Lanes("writer", self._write)
+        self._lanes: Lanes[_Send, schemas.Message] = Lanes("writer", self._write, on_batch=on_batch)
 
     def start(self) -> None:
         self._lanes.start()

@@ -35,6 +35,13 @@ class Metrics:
         self.frames_fanned_out = Counter(
             "chat_frames_fanned_out_total", "Pushed frames queued to local sockets.", registry=r
         )
+        self.batch_size = Histogram(
+            "chat_batch_size",
+            "Writes per transaction of a write lane (sends, or watermark moves).",
+            ["lane"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
         self.fanout_latency = Histogram(
             "chat_fanout_latency_seconds",
             "From a room message's publish on one instance to its delivery on another.",

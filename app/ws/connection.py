@@ -1,8 +1,11 @@
 """One WebSocket connection: who it is, what it follows, and a bounded outbox.
 
-Every frame to the client, ack or push, goes through the outbox and one writer task, so
-writes never interleave and a client that stops reading cannot stall anyone else: when
-its outbox is full it is closed (it reconnects and `sync`s) instead of buffered forever.
+A frame to the client, ack or push, is written to the socket at once when nothing waits
+before it and the socket takes data (its buffer under the high-water mark): no task, no
+queue, for the common case of a client that keeps up. Otherwise it joins the outbox,
+which a writer task drains in order while there is a backlog. A client that stops
+reading cannot stall anyone else: when its outbox is full it is closed (it reconnects and
+`sync`s) instead of buffered forever.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketState
 
 from app.ws.liveness import abort
+from app.ws.protocol import protocol_of
 
 log = structlog.get_logger(__name__)
 
@@ -46,10 +50,12 @@ class Connection:
         self._outbox_size = outbox_size
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(outbox_size + 1)
         self._writer: asyncio.Task[None] | None = None
+        # The writer has taken a frame from the outbox and not yet written it.
+        self._holding = False
+        self._protocol = protocol_of(websocket)
         self.close_code: int | None = None
         self._reason = ""
         self._deadline: asyncio.TimerHandle | None = None
-        self._closing: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         # Shutdown stops taking new frames and waits for those in hand (their acks).
         self.draining = False
@@ -75,18 +81,23 @@ class Connection:
         if not self._in_hand:
             self.idle.set()
 
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")
-
     def push(self, text: str) -> None:
-        """Queue a frame without waiting; a full outbox means the client is not keeping up."""
+        """Send a frame without waiting; a full outbox means the client is not keeping up."""
         if self.close_code is not None:
+            return
+        backlog = self._holding or not self._outbox.empty()
+        if not backlog and self._protocol is not None and self._protocol.send_text_now(text):
             return
         if self._outbox.qsize() >= self._outbox_size:
             log.warning("outbox_overflow", connection_id=self.id, user_id=self.user_id)
             self.close(4429, "not reading fast enough; reconnect and sync")
             return
         self._outbox.put_nowait(text)
+        self._ensure_writer()
+
+    def _ensure_writer(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")
 
     def close(self, code: int, reason: str = "") -> None:
         """Close after what is already queued has been written; a peer that does not take
@@ -101,8 +112,9 @@ class Connection:
             self._outbox.put_nowait(None)
         except asyncio.QueueFull:
             self._force_close()
-        if self._writer is None:
-            self._closing = loop.create_task(self._send_close())
+            return
+        # The close goes after whatever is queued: the writer sends it once it gets there.
+        self._ensure_writer()
 
     def _force_close(self) -> None:
         if self.closed.is_set():
@@ -113,19 +125,23 @@ class Connection:
         self.closed.set()
 
     async def _write(self) -> None:
+        """Drain the backlog in order, then end: the next backlog starts a new writer."""
         try:
-            while True:
-                text = await self._outbox.get()
+            while not self._outbox.empty():
+                text = self._outbox.get_nowait()
                 if text is None:
-                    break
+                    await self._send_close()
+                    return
+                self._holding = True
                 await self.websocket.send_text(text)
+                self._holding = False
         except asyncio.CancelledError:
             return
         except Exception:  # a write to a vanished peer; the reader sees the disconnect
             self.close_code = self.close_code or 1006
             self.closed.set()
-            return
-        await self._send_close()
+        finally:
+            self._holding = False
 
     async def _send_close(self) -> None:
         try:

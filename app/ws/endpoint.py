@@ -1,18 +1,10 @@
-"""`GET /v1/ws`: origin check, authentication, `hello`, then the frame loop.
-
-Writes (`send`, `delivered`, `read`) are pipelined: each is handed to its write lane
-in the order it arrived (so one room's sends keep their order) and answered when its
-batch commits, while the loop reads on, up to `frames_in_flight` at once. Other frames
-are handled one at a time. Acks carry the frame's `id`; across rooms they may come back
-in another order than the frames. Anything a frame does goes through the same domain
-services as REST.
-"""
+"""`GET /v1/ws`: origin check, authentication, presence, `hello`; then the frame loop
+(`reader.py`) until the connection ends, and the leave."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -25,15 +17,15 @@ from starlette.websockets import WebSocketDisconnect
 from app.auth.tokens import Claims
 from app.domain import presence, rooms, users
 from app.domain.ports import Actor
-from app.errors import ChatError, ErrorCode, RateLimited
+from app.errors import ChatError, RateLimited
 from app.infra.failures import store_down
 from app.lifespan import Services
 from app.work import unit_of_work
 from app.ws import frames
 from app.ws.connection import Connection
-from app.ws.dispatch import HANDLERS, Peer
+from app.ws.dispatch import Peer
 from app.ws.liveness import last_sign_of_life
-from app.ws.throttle import TokenBucket
+from app.ws.reader import CLOSE_TOO_MANY, read_frames
 
 log = structlog.get_logger("chat.ws")
 router = APIRouter()
@@ -41,11 +33,7 @@ router = APIRouter()
 CLOSE_AUTH = 4401
 CLOSE_ORIGIN = 4403
 CLOSE_AUTH_TIMEOUT = 4408
-CLOSE_TOO_MANY = 4429
-CLOSE_TOO_BIG = 1009
 CLOSE_TRY_LATER = 1013
-# Rejected frames tolerated (beyond the bucket) before a flooding client is cut off.
-FLOOD_STRIKES = 50
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
@@ -106,7 +94,6 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 async def _serve(services: Services, connection: Connection, actor: Actor) -> None:
     fanout = services.fanout
-    connection.start()
     try:
         came_online = await presence.join(
             services.presence,
@@ -155,7 +142,7 @@ async def _serve(services: Services, connection: Connection, actor: Actor) -> No
         connection.push(hello.model_dump_json())
         log.info("ws_connected")
         expiry = asyncio.create_task(_expire(connection))
-        reader = asyncio.create_task(_frames(Peer(services, connection, actor)))
+        reader = asyncio.create_task(read_frames(Peer(services, connection, actor)))
         closed = asyncio.create_task(connection.closed.wait())
         try:
             # Whichever ends first: the client (the reader sees it) or a close from this
@@ -202,111 +189,3 @@ async def _expire(connection: Connection) -> None:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(connection.renewed.wait(), min(left, 30.0))
-
-
-async def _frames(peer: Peer) -> None:
-    settings = peer.services.settings
-    connection = peer.connection
-    bucket = TokenBucket(settings.frames_per_s, settings.frames_per_s)
-    strikes = 0
-    in_flight: set[asyncio.Task[None]] = set()
-    slot_free = asyncio.Event()
-
-    def answered(task: asyncio.Task[None]) -> None:
-        in_flight.discard(task)
-        slot_free.set()
-
-    while connection.close_code is None:
-        try:
-            message = await connection.websocket.receive()
-        except (RuntimeError, WebSocketDisconnect):
-            return
-        if message["type"] == "websocket.disconnect":
-            return
-        connection.last_frame_at = time.monotonic()
-        raw = message.get("text")
-        if raw is None:
-            raw = message.get("bytes") or b""
-        if len(raw) > settings.max_frame_bytes:
-            connection.close(CLOSE_TOO_BIG, "frame too large")
-            return
-        if connection.draining:
-            continue
-        wait = bucket.take()
-        if wait:
-            strikes += 1
-            if strikes > FLOOD_STRIKES:
-                connection.close(CLOSE_TOO_MANY, "too many frames")
-                return
-            peer.services.metrics.rate_limited.inc()
-            _reply_error(peer, None, ErrorCode.RATE_LIMITED, "slow down", int(wait * 1000) + 1)
-            continue
-        strikes = 0
-        frame = _parse(peer, raw)
-        if frame is None:
-            continue
-        if not isinstance(frame, PIPELINED):
-            connection.frame_started()
-            await _handle(peer, frame)
-            continue
-        if len(in_flight) >= settings.frames_in_flight:
-            slot_free.clear()
-            await slot_free.wait()
-        connection.frame_started()
-        # A task starts in creation order and reaches its lane before its first await, so
-        # frames keep their order into the lanes.
-        task = asyncio.create_task(_handle(peer, frame))
-        in_flight.add(task)
-        task.add_done_callback(answered)
-
-
-# Frames that only wait for a write lane: handled concurrently (see the module docstring).
-PIPELINED = (frames.SendFrame, frames.DeliveredFrame, frames.ReadFrame)
-
-
-def _parse(peer: Peer, raw: str | bytes) -> frames.ClientFrame | None:
-    """The frame, or None once it has been answered here (an error, or a ping's pong)."""
-    connection = peer.connection
-    if isinstance(raw, bytes):
-        _reply_error(peer, None, ErrorCode.INVALID_FRAME, "frames are JSON text, not binary")
-        return None
-    try:
-        frame = frames.parse(raw)
-    except frames.FrameError as exc:
-        connection.push(frames.dumps_error(exc))
-        return None
-    if isinstance(frame, frames.PingFrame):
-        connection.push(
-            frames.PongFrame(type="pong", id=frame.id).model_dump_json(exclude_none=True)
-        )
-        return None
-    return frame
-
-
-async def _handle(peer: Peer, frame: frames.ClientFrame) -> None:
-    """Run a frame's handler and answer it; the caller has counted it as started."""
-    connection = peer.connection
-    try:
-        data = await HANDLERS[type(frame)](peer, frame)
-    except ChatError as exc:
-        _reply_error(peer, frame.id, exc.code, exc.message)
-    except Exception as exc:
-        if store_down(exc):
-            log.warning("store_unavailable", error=type(exc).__name__, frame=type(frame).__name__)
-            _reply_error(peer, frame.id, ErrorCode.UNAVAILABLE, "a data store is unreachable")
-        else:
-            log.exception("frame_failed", frame=type(frame).__name__)
-            _reply_error(peer, frame.id, ErrorCode.INTERNAL, "an unexpected error occurred")
-    else:
-        connection.push(frames.AckFrame(type="ack", id=frame.id, data=data).model_dump_json())
-    finally:
-        connection.frame_done()
-
-
-def _reply_error(
-    peer: Peer, frame_id: str | None, code: ErrorCode, message: str, retry_ms: int | None = None
-) -> None:
-    error = frames.ErrorFrame(
-        type="error", id=frame_id, code=code, message=message, retry_after_ms=retry_ms
-    )
-    peer.connection.push(error.model_dump_json(exclude_none=True))

@@ -14,14 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.websockets import WebSocket
 
-from app.ws.protocol import ChatWebSocketProtocol
-
-
-def _protocol(websocket: WebSocket) -> ChatWebSocketProtocol | None:
-    # Starlette keeps the ASGI `receive` as given: uvicorn's bound `protocol.receive`.
-    # (`_send` is Starlette's own wrapper, which leads nowhere.)
-    protocol = getattr(getattr(websocket, "_receive", None), "__self__", None)
-    return protocol if isinstance(protocol, ChatWebSocketProtocol) else None
+from app.ws.protocol import protocol_of
 
 
 def last_sign_of_life(websocket: WebSocket, last_frame_at: float) -> datetime:
@@ -33,7 +26,7 @@ def last_sign_of_life(websocket: WebSocket, last_frame_at: float) -> datetime:
     a pong. `last_frame_at` (monotonic) is the app's own record of the last frame.
     """
     now = datetime.now(UTC)
-    protocol = _protocol(websocket)
+    protocol = protocol_of(websocket)
     if protocol is None or protocol.answering:
         return now
     heard_at = max(protocol.last_heard_at, last_frame_at)
@@ -46,6 +39,6 @@ def abort(websocket: WebSocket) -> None:
     For a peer that stopped reading: a polite close waits for the buffer to drain, which
     for such a peer is never. The app is told through `receive()`, as for any lost peer.
     """
-    protocol = _protocol(websocket)
+    protocol = protocol_of(websocket)
     if protocol is not None:
         protocol.transport.abort()

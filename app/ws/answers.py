@@ -1,0 +1,51 @@
+"""Answers to one connection's frames, sent in the order the frames came.
+
+Writes are handled concurrently (a `send` waits for its batch to commit while the next
+frames are read), yet a client reads the answers in the order it sent the frames: each
+frame takes its place in line when it is read, and its answer goes out once every answer
+before it has. Pushes (messages, receipts, typing) are not in this line: they go out at
+once, interleaved with the answers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+
+class Place:
+    """One frame's place in line; `text` is its answer once known."""
+
+    __slots__ = ("text",)
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+
+
+class AnswerLine:
+    def __init__(self, send: Callable[[str], None]) -> None:
+        self._send = send
+        self._line: deque[Place] = deque()
+
+    def __len__(self) -> int:
+        """Frames read and not yet answered (or answered behind one that is not)."""
+        return len(self._line)
+
+    def take_place(self) -> Place:
+        place = Place()
+        self._line.append(place)
+        return place
+
+    def answer(self, place: Place, text: str) -> None:
+        place.text = text
+        line = self._line
+        while line and (ready := line[0].text) is not None:
+            line.popleft()
+            self._send(ready)
+
+    def answer_now(self, text: str) -> None:
+        """Answer a frame handled on the spot, after those still waiting."""
+        if self._line:
+            self.answer(self.take_place(), text)
+        else:
+            self._send(text)
