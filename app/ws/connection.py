@@ -81,12 +81,14 @@ class Connection:
         if not self._in_hand:
             self.idle.set()
 
-    def push(self, text: str) -> None:
-        """Send a frame without waiting; a full outbox means the client is not keeping up."""
+    def push(self, text: str, wire: bytes | None = None) -> None:
+        """Send a frame without waiting; a full outbox means the client is not keeping up.
+        `wire`: the same frame encoded for the socket, when it goes to many."""
         if self.close_code is not None:
             return
         backlog = self._holding or not self._outbox.empty()
-        if not backlog and self._protocol is not None and self._protocol.send_text_now(text):
+        protocol = self._protocol
+        if not backlog and protocol is not None and protocol.send_text_now(text, wire):
             return
         if self._outbox.qsize() >= self._outbox_size:
             log.warning("outbox_overflow", connection_id=self.id, user_id=self.user_id)

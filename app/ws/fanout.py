@@ -22,6 +22,7 @@ from app.infra.bus import channels, envelope
 from app.infra.bus.redis import RedisBus
 from app.infra.metrics import Metrics
 from app.ws.connection import Connection
+from app.ws.protocol import text_frame
 
 log = structlog.get_logger(__name__)
 
@@ -123,7 +124,7 @@ class Fanout:
             match event:
                 case RoomMessage(room_id, frame, skip_connection, skip_user):
                     data = orjson.dumps(frame)
-                    self._to_room(room_id, data.decode(), skip_connection, skip_user)
+                    self._to_room(room_id, data, skip_connection, skip_user)
                     header = {
                         "o": self._instance_id,
                         "s": skip_connection,
@@ -133,15 +134,14 @@ class Fanout:
                     outgoing.append((channels.room(room_id), envelope.encode(header, data)))
                 case UserFrame(user_ids, frame, skip_connection):
                     data = orjson.dumps(frame)
-                    text = data.decode()
                     header = {"o": self._instance_id, "s": skip_connection}
                     packed = envelope.encode(header, data)
                     for user_id in user_ids:
-                        self._to_user(user_id, text, skip_connection)
+                        self._to_user(user_id, data, skip_connection)
                         outgoing.append((channels.user(user_id), packed))
                 case PresenceChanged(user_id, frame):
                     data = orjson.dumps(frame)
-                    self._to_watchers(user_id, data.decode())
+                    self._to_watchers(user_id, data)
                     header = {"o": self._instance_id}
                     outgoing.append((channels.watch(user_id), envelope.encode(header, data)))
                 case MembershipChanged(room_id, user_id, change):
@@ -157,23 +157,33 @@ class Fanout:
 
     # ---- delivery --------------------------------------------------------------------
 
+    # Each takes the frame's JSON once and hands every socket the same text and the same
+    # encoded WebSocket frame.
+
     def _to_room(
-        self, room_id: str, text: str, skip_connection: str | None, skip_user: str | None
+        self, room_id: str, data: bytes, skip_connection: str | None, skip_user: str | None
     ) -> None:
-        for conn in list(self._by_room.get(room_id, ())):
-            if conn.id != skip_connection and conn.user_id != skip_user:
-                conn.push(text)
-                self._metrics.frames_fanned_out.inc()
+        conns = [
+            c
+            for c in self._by_room.get(room_id, ())
+            if c.id != skip_connection and c.user_id != skip_user
+        ]
+        self._push(conns, data)
 
-    def _to_user(self, user_id: str, text: str, skip_connection: str | None) -> None:
-        for conn in list(self._by_user.get(user_id, ())):
-            if conn.id != skip_connection:
-                conn.push(text)
-                self._metrics.frames_fanned_out.inc()
+    def _to_user(self, user_id: str, data: bytes, skip_connection: str | None) -> None:
+        self._push([c for c in self._by_user.get(user_id, ()) if c.id != skip_connection], data)
 
-    def _to_watchers(self, user_id: str, text: str) -> None:
-        for conn in list(self._watchers.get(user_id, ())):
-            conn.push(text)
+    def _to_watchers(self, user_id: str, data: bytes) -> None:
+        self._push(list(self._watchers.get(user_id, ())), data, count=False)
+
+    def _push(self, conns: list[Connection], data: bytes, *, count: bool = True) -> None:
+        if not conns:
+            return
+        text, wire = data.decode(), text_frame(data)
+        for conn in conns:
+            conn.push(text, wire)
+        if count:
+            self._metrics.frames_fanned_out.inc(len(conns))
 
     async def _membership(self, room_id: str, user_id: str, change: str) -> None:
         conns = list(self._by_user.get(user_id, ()))
@@ -210,17 +220,17 @@ class Fanout:
             # Publish on one instance to delivery on this one: the bus's share of latency.
             self._metrics.fanout_latency.observe(max(0.0, time.time() - header["t"]))
         if kind == "room":
-            self._to_room(key, frame.decode(), skip, header.get("u"))
+            self._to_room(key, frame, skip, header.get("u"))
         elif kind == "watch":
             if "m" in header:
                 self._recheck(self._watchers.get(key, ()))
             else:
-                self._to_watchers(key, frame.decode())
+                self._to_watchers(key, frame)
         elif kind == "user":
             if "m" in header:
                 await self._membership(header["m"]["room_id"], key, header["m"]["change"])
             else:
-                self._to_user(key, frame.decode(), skip)
+                self._to_user(key, frame, skip)
         elif channel == channels.RESYNC:
             # Another instance dropped publishes while Redis was away: what our clients
             # missed is in PostgreSQL, and `sync` replays it.
