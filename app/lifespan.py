@@ -57,6 +57,8 @@ class Services:
     watermark_writer: WatermarkWriter
     heartbeat: Heartbeat
     known_users: KnownUsers
+    # New sockets set up at once (`CHAT_CONNECT_CONCURRENCY`).
+    connect_gate: asyncio.Semaphore
     presence: RedisPresence
     verifier: TokenVerifier
     limits: Limits
@@ -155,6 +157,7 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
             watermark_writer=watermark_writer,
             heartbeat=heartbeat,
             known_users=KnownUsers(),
+            connect_gate=asyncio.Semaphore(settings.connect_concurrency),
             metrics=metrics,
             database_url=database_url,
             redis_url=redis_url,

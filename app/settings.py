@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     max_frame_bytes: int = 65536
     frames_per_s: float = 20.0
     max_connections_per_user: int = 10
+    # Connections set up at once (presence, rooms, hello); more wait their turn.
+    connect_concurrency: int = 32
     auth_timeout_s: float = 10.0
     # Frames queued for one client before it counts as not reading and is closed.
     outbox_frames: int = 1024

@@ -72,6 +72,10 @@ class Connection:
         self._expires_at = value
         self.renewed.set()
 
+    def peer_gone(self) -> bool:
+        """The client has already left (known only when served by our protocol)."""
+        return self._protocol is not None and self._protocol.disconnected
+
     def frame_started(self) -> None:
         self._in_hand += 1
         self.idle.clear()

@@ -93,68 +93,92 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 async def _serve(services: Services, connection: Connection, actor: Actor) -> None:
-    fanout = services.fanout
+    # At most `connect_concurrency` sockets are set up (or torn down) at once. In a
+    # reconnect storm the rest wait their turn, holding nothing, rather than all
+    # contending for the stores at once until they time out and their clients retry.
+    gate = services.connect_gate
+    joined = False
     try:
-        came_online = await presence.join(
-            services.presence,
-            actor.user_id,
-            connection.id,
-            services.settings.max_connections_per_user,
-        )
-    except RateLimited:
-        connection.close(CLOSE_TOO_MANY, "too many connections for this user")
-        await connection.closed.wait()
-        return
-    except (RedisError, OSError) as exc:
-        # Redis down: serve anyway (PostgreSQL holds the truth); the heartbeat registers
-        # this connection once Redis is back.
-        log.warning("presence_unavailable", error=type(exc).__name__)
-        came_online = False
-    try:
-        # Follow the user's channel before reading their rooms: a room joined in between
-        # is then announced to this connection rather than missed.
-        await fanout.add(connection, [])
-        try:
-            await users.ensure_known(
-                services.known_users,
-                lambda: unit_of_work(services.sessions, fanout, connection.id),
-                actor,
-            )
-            async with unit_of_work(services.sessions, fanout, connection.id) as work:
-                room_ids = await rooms.room_ids_of(work, actor.user_id)
-                if came_online:
-                    await presence.announce_online(work, [actor.user_id])
-        except Exception as exc:
-            if not store_down(exc):
-                raise
-            log.warning("ws_setup_unavailable", error=type(exc).__name__)
-            connection.close(CLOSE_TRY_LATER, "a data store is unavailable; retry shortly")
-            await connection.closed.wait()
-            return
-        await fanout.follow(connection, room_ids)
-        hello = frames.HelloFrame(
-            type="hello",
-            user_id=actor.user_id,
-            connection_id=connection.id,
-            heartbeat_s=services.settings.heartbeat_s,
-            server_time=datetime.now(UTC),
-        )
-        connection.push(hello.model_dump_json())
-        log.info("ws_connected")
-        expiry = asyncio.create_task(_expire(connection))
-        reader = asyncio.create_task(read_frames(Peer(services, connection, actor)))
-        closed = asyncio.create_task(connection.closed.wait())
-        try:
-            # Whichever ends first: the client (the reader sees it) or a close from this
-            # side (an overflow, an expired token, shutdown), which must not wait for a
-            # frame from a client that may never send one.
-            await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (expiry, reader, closed):
-                task.cancel()
-            await asyncio.gather(reader, closed, return_exceptions=True)
+        async with gate:
+            if connection.peer_gone():
+                return  # the client gave up while it waited: nothing to set up
+            try:
+                came_online = await presence.join(
+                    services.presence,
+                    actor.user_id,
+                    connection.id,
+                    services.settings.max_connections_per_user,
+                )
+            except RateLimited:
+                connection.close(CLOSE_TOO_MANY, "too many connections for this user")
+                await connection.closed.wait()
+                return
+            except (RedisError, OSError) as exc:
+                # Redis down: serve anyway (PostgreSQL holds the truth); the heartbeat
+                # registers this connection once Redis is back.
+                log.warning("presence_unavailable", error=type(exc).__name__)
+                came_online = False
+            joined = True
+            ready = await _set_up(services, connection, actor, came_online)
+        if ready:
+            await _run(services, connection, actor)
     finally:
-        await _leave(services, connection, actor)
+        if joined:
+            async with gate:
+                await _leave(services, connection, actor)
+
+
+async def _set_up(
+    services: Services, connection: Connection, actor: Actor, came_online: bool
+) -> bool:
+    """Follow the user's rooms and say hello; False if a store failed (closed with 1013)."""
+    fanout = services.fanout
+    # Follow the user's channel before reading their rooms: a room joined in between is
+    # then announced to this connection rather than missed.
+    await fanout.add(connection, [])
+    try:
+        await users.ensure_known(
+            services.known_users,
+            lambda: unit_of_work(services.sessions, fanout, connection.id),
+            actor,
+        )
+        async with unit_of_work(services.sessions, fanout, connection.id) as work:
+            room_ids = await rooms.room_ids_of(work, actor.user_id)
+            if came_online:
+                await presence.announce_online(work, [actor.user_id])
+    except Exception as exc:
+        if not store_down(exc):
+            raise
+        log.warning("ws_setup_unavailable", error=type(exc).__name__)
+        connection.close(CLOSE_TRY_LATER, "a data store is unavailable; retry shortly")
+        await connection.closed.wait()
+        return False
+    await fanout.follow(connection, room_ids)
+    hello = frames.HelloFrame(
+        type="hello",
+        user_id=actor.user_id,
+        connection_id=connection.id,
+        heartbeat_s=services.settings.heartbeat_s,
+        server_time=datetime.now(UTC),
+    )
+    connection.push(hello.model_dump_json())
+    log.info("ws_connected")
+    return True
+
+
+async def _run(services: Services, connection: Connection, actor: Actor) -> None:
+    expiry = asyncio.create_task(_expire(connection))
+    reader = asyncio.create_task(read_frames(Peer(services, connection, actor)))
+    closed = asyncio.create_task(connection.closed.wait())
+    try:
+        # Whichever ends first: the client (the reader sees it) or a close from this
+        # side (an overflow, an expired token, shutdown), which must not wait for a
+        # frame from a client that may never send one.
+        await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (expiry, reader, closed):
+            task.cancel()
+        await asyncio.gather(reader, closed, return_exceptions=True)
 
 
 async def _leave(services: Services, connection: Connection, actor: Actor) -> None:

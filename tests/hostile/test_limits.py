@@ -1,7 +1,8 @@
 """Every WebSocket limit of the contract, each enforced from its setting.
 
 Two instances: `tight` has small limits (4 KiB frames, 5 frames a second, a 1 s auth
-timeout, 100-character bodies, one write in flight per socket); `roomy` has a small
+timeout, 100-character bodies, one write in flight per socket, one socket set up at a
+time); `roomy` has a small
 outbox (64 frames) and no practical rate limit, for the slow-reader test, where 50
 clients that read and one that never does share a group that receives 2,000 messages.
 """
@@ -63,6 +64,7 @@ def instances(fleet: Fleet) -> dict[str, Instance]:
             "auth_timeout_s": str(AUTH_TIMEOUT_S),
             "max_body_chars": str(MAX_BODY_CHARS),
             "frames_in_flight": "1",
+            "connect_concurrency": "1",
         },
         roomy={"outbox_frames": str(OUTBOX_FRAMES), "frames_per_s": "100000"},
     )
@@ -163,6 +165,19 @@ async def test_a_frame_of_exactly_max_frame_bytes_is_read_and_answered(
     assert (error["type"], error["code"]) == ("error", "VALIDATION_FAILED")
     await ws.send(ping("after"))
     assert await next_frame(ws) == {"type": "pong", "id": "after"}
+
+
+# ---- connects at once ---------------------------------------------------------------------
+
+
+async def test_sockets_beyond_connect_concurrency_wait_their_turn_and_all_get_hello(
+    tight: Instance, opened: list[ClientConnection]
+) -> None:
+    users = [new_user_id() for _ in range(12)]
+    sockets = await asyncio.gather(*(open_authed(tight, opened, user) for user in users))
+    for ws in sockets:
+        await ws.send(ping("after"))
+        assert await next_frame(ws) == {"type": "pong", "id": "after"}
 
 
 # ---- writes in flight --------------------------------------------------------------------
