@@ -93,9 +93,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 async def _serve(services: Services, connection: Connection, actor: Actor) -> None:
-    # At most `connect_concurrency` sockets are set up (or torn down) at once. In a
-    # reconnect storm the rest wait their turn, holding nothing, rather than all
-    # contending for the stores at once until they time out and their clients retry.
+    # At most `connect_concurrency` sockets are set up at once. In a reconnect storm the
+    # rest wait their turn, holding nothing, rather than all contending for the stores at
+    # once until they time out and their clients retry.
     gate = services.connect_gate
     joined = False
     try:
@@ -123,9 +123,10 @@ async def _serve(services: Services, connection: Connection, actor: Actor) -> No
         if ready:
             await _run(services, connection, actor)
     finally:
+        # Not gated: a leave holds no store for long, and leaves queued behind a storm's
+        # setups would keep users online (and their clients' retries waiting) for longer.
         if joined:
-            async with gate:
-                await _leave(services, connection, actor)
+            await _leave(services, connection, actor)
 
 
 async def _set_up(
