@@ -32,6 +32,7 @@ from app.infra.presence.redis import RedisPresence
 from app.settings import Settings
 from app.work import batch_of_work, unit_of_work
 from app.ws import watches
+from app.ws.admission import ConnectGate
 from app.ws.fanout import Fanout
 from app.ws.heartbeat import Heartbeat
 
@@ -57,8 +58,7 @@ class Services:
     watermark_writer: WatermarkWriter
     heartbeat: Heartbeat
     known_users: KnownUsers
-    # New sockets set up at once (`CHAT_CONNECT_CONCURRENCY`).
-    connect_gate: asyncio.Semaphore
+    connect_gate: ConnectGate
     presence: RedisPresence
     verifier: TokenVerifier
     limits: Limits
@@ -157,7 +157,7 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
             watermark_writer=watermark_writer,
             heartbeat=heartbeat,
             known_users=KnownUsers(),
-            connect_gate=asyncio.Semaphore(settings.connect_concurrency),
+            connect_gate=ConnectGate(settings.connect_concurrency, settings.connect_queue),
             metrics=metrics,
             database_url=database_url,
             redis_url=redis_url,

@@ -31,8 +31,10 @@ class Settings(BaseSettings):
     max_frame_bytes: int = 65536
     frames_per_s: float = 20.0
     max_connections_per_user: int = 10
-    # Connections set up at once (presence, rooms, hello); more wait their turn.
+    # Connections set up at once (presence, rooms, hello); up to connect_queue more wait
+    # their turn, and beyond that a new one is closed with 1013 (see app/ws/admission.py).
     connect_concurrency: int = 32
+    connect_queue: int = 256
     auth_timeout_s: float = 10.0
     # Frames queued for one client before it counts as not reading and is closed.
     outbox_frames: int = 1024

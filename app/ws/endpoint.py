@@ -93,13 +93,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 async def _serve(services: Services, connection: Connection, actor: Actor) -> None:
-    # At most `connect_concurrency` sockets are set up at once. In a reconnect storm the
-    # rest wait their turn, holding nothing, rather than all contending for the stores at
-    # once until they time out and their clients retry.
-    gate = services.connect_gate
+    gate = services.connect_gate  # see `admission.py`
+    if gate.full:
+        connection.close(CLOSE_TRY_LATER, "too many connections being set up; retry shortly")
+        await connection.closed.wait()
+        return
     joined = False
     try:
-        async with gate:
+        async with gate.turn():
             if connection.peer_gone():
                 return  # the client gave up while it waited: nothing to set up
             try:

@@ -65,6 +65,7 @@ def instances(fleet: Fleet) -> dict[str, Instance]:
             "max_body_chars": str(MAX_BODY_CHARS),
             "frames_in_flight": "1",
             "connect_concurrency": "1",
+            "connect_queue": "16",
         },
         roomy={"outbox_frames": str(OUTBOX_FRAMES), "frames_per_s": "100000"},
     )
