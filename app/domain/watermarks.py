@@ -26,7 +26,6 @@ from app.infra.db.queries import batched, messages, receipts
 
 Kind = Literal["delivered", "read"]
 KINDS: tuple[Kind, ...] = ("delivered", "read")
-WATERMARK_BATCH = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +91,8 @@ class WatermarkWriter:
         on_batch: Callable[[int], None] = lambda _: None,
     ) -> None:
         self._work = work
-        # Marks coalesce per member and room, so a backlog (a reconnect storm's syncs,
-        # a large group's acks) is worth taking in large bites.
         self._lanes: Lanes[Mark, schemas.Watermarks] = Lanes(
-            "watermarks", self._apply, max_batch=WATERMARK_BATCH, on_batch=on_batch
+            "watermarks", self._apply, on_batch=on_batch
         )
 
     def start(self) -> None:

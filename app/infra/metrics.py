@@ -39,7 +39,7 @@ class Metrics:
             "chat_batch_size",
             "Writes per transaction of a write lane (sends, or watermark moves).",
             ["lane"],
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
             registry=r,
         )
         self.fanout_latency = Histogram(
