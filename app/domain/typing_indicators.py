@@ -83,7 +83,7 @@ class TypingIndicators:
         if state is None:
             return
         if self._clock() - state.last_forward_at >= self._throttle_s:
-            if active != state.forwarded or active:
+            if active != state.forwarded:
                 await self._forward(key, state, active)
         elif active != state.forwarded:
             state.pending = active
