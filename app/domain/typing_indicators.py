@@ -1,7 +1,9 @@
 """Typing indicators: forwarded to the room's other members, never stored.
 
 Per connection and room at most one `typing` is forwarded per second; a change that comes
-sooner is held and sent when the second is up (a refresh of the same state is dropped).
+sooner is held and sent when the second is up (a refresh of the same state within the
+second is dropped; a later `active` refresh is forwarded again, so a client that cleared
+the indicator, say when the typist's message arrived, shows it again).
 `active: true` lapses by itself: six seconds without a refresh and the others are told
 `active: false`, as they are when the connection ends.
 """
@@ -83,7 +85,7 @@ class TypingIndicators:
         if state is None:
             return
         if self._clock() - state.last_forward_at >= self._throttle_s:
-            if active != state.forwarded:
+            if active != state.forwarded or active:
                 await self._forward(key, state, active)
         elif active != state.forwarded:
             state.pending = active

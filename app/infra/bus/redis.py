@@ -57,15 +57,47 @@ class RedisBus:
         self._resync_notice = envelope.encode({"o": channels.instance_id_of(home_channel)})
         self._reader: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        # Publishes waiting for the flusher, and their callers' answers.
+        self._outgoing: list[tuple[str, bytes]] = []
+        self._waiting: list[asyncio.Future[bool]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, messages: Iterable[tuple[str, bytes]]) -> bool:
-        """PUBLISH each (channel, data) in one round trip; False when Redis is unreachable.
+        """PUBLISH each (channel, data); False when Redis is unreachable.
 
+        Every publish waiting at the same moment goes out in one pipelined round trip,
+        in call order, from one flusher: thousands of concurrent callers (a typing storm,
+        a reconnect storm) then use one Redis connection instead of exhausting the pool.
         Never raises: it runs after the commit, so the sender's answer must not depend on it.
         """
         batch = list(messages)
         if not batch and not self._dropped:
             return True
+        answer = asyncio.get_running_loop().create_future()
+        self._outgoing.extend(batch)
+        self._waiting.append(answer)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="bus-publisher")
+        result: bool = await answer
+        return result
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch, self._outgoing = self._outgoing, []
+            waiting, self._waiting = self._waiting, []
+            try:
+                sent = await self._send(batch)
+            except BaseException:
+                for answer in waiting:
+                    if not answer.done():
+                        answer.set_result(False)
+                raise
+            for answer in waiting:
+                if not answer.done():
+                    answer.set_result(sent)
+
+    async def _send(self, batch: list[tuple[str, bytes]]) -> bool:
+        """One pipelined round trip (retried once); False when Redis is unreachable."""
         loop = asyncio.get_running_loop()
         if loop.time() < self._skip_until:
             self._dropped = self._dropped or bool(batch)
@@ -124,6 +156,8 @@ class RedisBus:
     async def stop(self) -> None:
         if self._reader is not None:
             await background.stop([self._reader])
+        if self._flusher is not None:
+            await background.stop([self._flusher])
         with contextlib.suppress(*REDIS_DOWN):
             await asyncio.wait_for(self._pubsub.aclose(), 2.0)  # type: ignore[no-untyped-call]
 
