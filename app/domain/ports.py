@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -59,3 +60,6 @@ class BatchWork:
 
     db: Any
     log: EventLog
+
+
+BatchWorkFactory = Callable[[], AbstractAsyncContextManager[BatchWork]]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -20,7 +19,7 @@ from app.domain.access import require_member
 from app.domain.events import UserFrame
 from app.domain.lanes import Lanes
 from app.domain.limits import Limits
-from app.domain.ports import Actor, BatchWork, Work
+from app.domain.ports import Actor, BatchWork, BatchWorkFactory, Work
 from app.errors import ChatError, MessageNotFound, RoomNotFound, ValidationFailed
 from app.infra.db.queries import batched, messages, receipts
 
@@ -86,7 +85,7 @@ class WatermarkWriter:
 
     def __init__(
         self,
-        work: Callable[[], AbstractAsyncContextManager[BatchWork]],
+        work: BatchWorkFactory,
         *,
         on_batch: Callable[[int], None] = lambda _: None,
     ) -> None:

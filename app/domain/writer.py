@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,13 +21,11 @@ from app.domain.events import RoomMessage
 from app.domain.lanes import Lanes
 from app.domain.limits import Limits
 from app.domain.messages import check_content
-from app.domain.ports import Actor, BatchWork
+from app.domain.ports import Actor, BatchWork, BatchWorkFactory
 from app.errors import ChatError, Conflict, RoomNotFound, Unavailable
 from app.infra.db.queries import batched
 
 RETRIES = 3
-
-WorkFactory = Callable[[], AbstractAsyncContextManager[BatchWork]]
 
 
 @dataclass(slots=True)
@@ -50,7 +47,7 @@ class _ConcurrentDuplicate(Exception):
 class MessageWriter:
     def __init__(
         self,
-        work: WorkFactory,
+        work: BatchWorkFactory,
         limits: Limits,
         *,
         on_stored: Callable[[int], None] = lambda _: None,

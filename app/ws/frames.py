@@ -227,7 +227,10 @@ def dumps_ack(frame_id: str | None, data: dict[str, Any]) -> str:
     return orjson.dumps({"type": "ack", "id": frame_id, "data": data}).decode()
 
 
-def dumps_error(error: FrameError) -> str:
-    return ErrorFrame(
-        type="error", id=error.frame_id, code=error.code, message=error.message
-    ).model_dump_json(exclude_none=True)
+def dumps_error(
+    frame_id: str | None, code: ErrorCode, message: str, retry_after_ms: int | None = None
+) -> str:
+    error = ErrorFrame(
+        type="error", id=frame_id, code=code, message=message, retry_after_ms=retry_after_ms
+    )
+    return error.model_dump_json(exclude_none=True)

@@ -71,7 +71,7 @@ async def read_frames(peer: Peer) -> None:
                 return
             peer.services.metrics.rate_limited.inc()
             answers.answer_now(
-                _error(None, ErrorCode.RATE_LIMITED, "slow down", int(wait * 1000) + 1)
+                frames.dumps_error(None, ErrorCode.RATE_LIMITED, "slow down", int(wait * 1000) + 1)
             )
             continue
         strikes = 0
@@ -97,13 +97,13 @@ def _parse(answers: AnswerLine, raw: str | bytes) -> frames.ClientFrame | None:
     """The frame, or None once it has been answered here (an error, or a ping's pong)."""
     if isinstance(raw, bytes):
         answers.answer_now(
-            _error(None, ErrorCode.INVALID_FRAME, "frames are JSON text, not binary")
+            frames.dumps_error(None, ErrorCode.INVALID_FRAME, "frames are JSON text, not binary")
         )
         return None
     try:
         frame = frames.parse(raw)
     except frames.FrameError as exc:
-        answers.answer_now(frames.dumps_error(exc))
+        answers.answer_now(frames.dumps_error(exc.frame_id, exc.code, exc.message))
         return None
     if isinstance(frame, frames.PingFrame):
         pong = frames.PongFrame(type="pong", id=frame.id)
@@ -117,23 +117,18 @@ async def _handle(peer: Peer, frame: frames.ClientFrame, answers: AnswerLine, pl
     try:
         data = await HANDLERS[type(frame)](peer, frame)
     except ChatError as exc:
-        answers.answer(place, _error(frame.id, exc.code, exc.message))
+        answers.answer(place, frames.dumps_error(frame.id, exc.code, exc.message))
     except Exception as exc:
         if store_down(exc):
             log.warning("store_unavailable", error=type(exc).__name__, frame=type(frame).__name__)
-            error = _error(frame.id, ErrorCode.UNAVAILABLE, "a data store is unreachable")
+            error = frames.dumps_error(
+                frame.id, ErrorCode.UNAVAILABLE, "a data store is unreachable"
+            )
         else:
             log.exception("frame_failed", frame=type(frame).__name__)
-            error = _error(frame.id, ErrorCode.INTERNAL, "an unexpected error occurred")
+            error = frames.dumps_error(frame.id, ErrorCode.INTERNAL, "an unexpected error occurred")
         answers.answer(place, error)
     else:
         answers.answer(place, frames.dumps_ack(frame.id, data))
     finally:
         peer.connection.frame_done()
-
-
-def _error(frame_id: str | None, code: ErrorCode, message: str, retry_ms: int | None = None) -> str:
-    error = frames.ErrorFrame(
-        type="error", id=frame_id, code=code, message=message, retry_after_ms=retry_ms
-    )
-    return error.model_dump_json(exclude_none=True)
