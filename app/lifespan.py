@@ -22,11 +22,12 @@ from app.domain.typing_indicators import TypingIndicators
 from app.domain.users import KnownUsers
 from app.domain.watermarks import WatermarkWriter
 from app.domain.writer import MessageWriter
-from app.infra import migrate
+from app.infra import collector, migrate
 from app.infra.bus import channels
 from app.infra.bus.redis import RedisBus
 from app.infra.db.engine import make_engine, make_sessionmaker
 from app.infra.embedded import EmbeddedPostgres, EmbeddedRedis
+from app.infra.loop_lag import LoopLag
 from app.infra.metrics import Metrics
 from app.infra.presence.redis import RedisPresence
 from app.settings import Settings
@@ -109,7 +110,10 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         stack.push_async_callback(redis.aclose)
         instance_id = settings.instance_id or uuid.uuid4().hex[:12]
         bus = RedisBus(redis, metrics, channels.instance(instance_id), settings.heartbeat_s)
-        fanout = Fanout(bus, instance_id, metrics)
+        loop_lag = LoopLag(settings.typing_shed_lag_ms / 1000, on_sample=metrics.loop_lag.set)
+        loop_lag.start()
+        stack.callback(loop_lag.stop)
+        fanout = Fanout(bus, instance_id, metrics, loop_lag)
         sessions = make_sessionmaker(engine)
         fanout.recheck_watches = functools.partial(watches.recheck, sessions, fanout)
         store = RedisPresence(redis, grace_s=2 * settings.heartbeat_s)
@@ -162,6 +166,7 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
             database_url=database_url,
             redis_url=redis_url,
         )
+        stack.callback(collector.tune(settings.gc_young_threshold, metrics.gc_seconds))
         log.info(
             "started",
             instance_id=instance_id,

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     outbox_frames: int = 1024
     # Writes (send, delivered, read) one connection may have awaiting their commit at once.
     frames_in_flight: int = 32
+    # Typing indicators are dropped while the event loop runs this late (they are advisory
+    # and the next refresh repeats them), so chat keeps its latency under a typing storm.
+    typing_shed_lag_ms: float = 10.0
 
     # Content limits.
     max_body_chars: int = 4000
@@ -58,6 +61,8 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: str = "INFO"
     instance_id: str | None = None
+    # Allocations between young garbage collections (see app/infra/collector.py).
+    gc_young_threshold: int = 50_000
 
     @field_validator("jwt_algorithms", "allowed_origins", mode="before")
     @classmethod

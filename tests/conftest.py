@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from app.infra.embedded import EmbeddedPostgres, EmbeddedRedis
 from app.infra.logging import configure
@@ -43,6 +44,14 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
             redis.stop()
         if postgres is not None:
             postgres.stop()
+
+
+@pytest.fixture
+async def redis(stores: Stores) -> AsyncIterator[Redis]:
+    """A plain client of the test Redis, for tests of the parts built on it."""
+    client = Redis.from_url(stores.redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ class RoomMessage:
     frame: dict[str, Any]
     skip_connection: str | None = None
     skip_user: str | None = None
+    # May be dropped while the service is behind: the next event repeats it (typing).
+    advisory: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,10 @@ class TypingIndicators:
         state.last_forward_at = self._clock()
         room_id = key[1]
         frame = {"type": "typing", "room_id": room_id, "user_id": state.user_id, "active": active}
-        await self._publisher.publish([RoomMessage(room_id, frame, skip_user=state.user_id)])
+        # A start or refresh may be shed under load (the next refresh repeats it); a stop
+        # never is, or the others would show the typist typing until the next start.
+        message = RoomMessage(room_id, frame, skip_user=state.user_id, advisory=active)
+        await self._publisher.publish([message])
 
     def _forget_if_idle(self, key: Key, state: _State) -> None:
         # Kept until its throttle window has passed, so a quick re-start still waits for it.

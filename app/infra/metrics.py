@@ -35,6 +35,27 @@ class Metrics:
         self.frames_fanned_out = Counter(
             "chat_frames_fanned_out_total", "Pushed frames queued to local sockets.", registry=r
         )
+        self.frames_shed = Counter(
+            "chat_frames_shed_total",
+            "Advisory frames (typing) dropped while the event loop was behind.",
+            registry=r,
+        )
+        self.loop_lag = Gauge(
+            "chat_event_loop_lag_seconds",
+            "How late the event loop ran a timer at the last sample.",
+            registry=r,
+        )
+        self.publishes_skipped = Counter(
+            "chat_bus_publishes_skipped_total",
+            "Publishes not sent because no other instance subscribes to their channel.",
+            registry=r,
+        )
+        self.gc_seconds = Counter(
+            "chat_gc_seconds_total",
+            "Time the event loop spent in garbage collections, by generation.",
+            ["generation"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "chat_batch_size",
             "Writes per transaction of a write lane (sends, or watermark moves).",

@@ -5,6 +5,10 @@ for the other instances; each instance ignores its own echo. An instance subscri
 a room's or user's channel only while one of its connections follows it, so it receives
 only what its own sockets need. A frame is serialized once and the same text is queued
 for every socket that gets it.
+
+Advisory events (typing) are dropped, not delivered or published, while this instance's
+event loop is behind; on arrival from the bus, likewise. Chat then keeps its latency
+through a typing storm, and typists are shown again by their next refresh.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import structlog
 from app.domain.events import Event, MembershipChanged, PresenceChanged, RoomMessage, UserFrame
 from app.infra.bus import channels, envelope
 from app.infra.bus.redis import RedisBus
+from app.infra.loop_lag import LoopLag
 from app.infra.metrics import Metrics
 from app.ws.connection import Connection
 from app.ws.protocol import text_frame
@@ -30,8 +35,11 @@ RESYNC = orjson.dumps({"type": "resync"}).decode()
 
 
 class Fanout:
-    def __init__(self, bus: RedisBus, instance_id: str, metrics: Metrics) -> None:
+    def __init__(
+        self, bus: RedisBus, instance_id: str, metrics: Metrics, loop_lag: LoopLag
+    ) -> None:
         self._bus = bus
+        self._loop_lag = loop_lag
         self._instance_id = instance_id
         self._metrics = metrics
         self.connections: dict[str, Connection] = {}
@@ -122,7 +130,9 @@ class Fanout:
         header: dict[str, Any]
         for event in events:
             match event:
-                case RoomMessage(room_id, frame, skip_connection, skip_user):
+                case RoomMessage(room_id, frame, skip_connection, skip_user, advisory):
+                    if advisory and self._shed():
+                        continue
                     data = orjson.dumps(frame)
                     self._to_room(room_id, data, skip_connection, skip_user)
                     header = {
@@ -131,6 +141,8 @@ class Fanout:
                         "u": skip_user,
                         "t": time.time(),
                     }
+                    if advisory:
+                        header["a"] = 1
                     outgoing.append((channels.room(room_id), envelope.encode(header, data)))
                 case UserFrame(user_ids, frame, skip_connection):
                     data = orjson.dumps(frame)
@@ -196,6 +208,13 @@ class Fanout:
             # Those the removed user watches may no longer share a room with them.
             self._recheck(conns)
 
+    def _shed(self) -> bool:
+        """Whether an advisory event is dropped now (and counted as such)."""
+        if self._loop_lag.behind:
+            self._metrics.frames_shed.inc()
+            return True
+        return False
+
     def _recheck(self, conns: Iterable[Connection]) -> None:
         """Re-check in the background which of their watched users `conns` may still see:
         presence is shown only to users who share a room, and rooms change."""
@@ -212,7 +231,7 @@ class Fanout:
         except ValueError:
             log.warning("bus_message_unreadable", channel=channel)
             return
-        if header.get("o") == self._instance_id:
+        if header.get("o") == self._instance_id or (header.get("a") and self._shed()):
             return
         kind, _, key = channel.removeprefix(channels.PREFIX + ":").partition(":")
         skip = header.get("s")

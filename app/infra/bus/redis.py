@@ -10,13 +10,25 @@ lost for every other instance, even one whose subscription never broke or has al
 come back and resynced. So a drop is remembered, and the next publish that gets through
 (or the reader, once Redis answers again) also sends a notice on `channels.RESYNC`; every
 other instance then tells its clients to `sync`, which replays what was dropped.
+
+An instance receives what it publishes to a channel it follows itself, and would decode
+it only to drop it: in a single instance, every publish. So publishes go through a
+script (`publish.lua`) that skips a channel no other instance subscribes to, counting
+subscribers and publishing atomically. The caller says whether its own subscription is
+among those counted; it claims so only once Redis has confirmed the subscription with
+nothing unanswered since, withdraws the claim before it unsubscribes (after the batch in
+flight has landed), and drops every claim when its subscription connection fails. A
+publish skipped in the moment between a silent failure and its detection is covered by
+a resync notice once the connection is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 
 import structlog
 from redis.asyncio import Redis
@@ -39,6 +51,7 @@ BACKOFF_S = 1.0
 # What a call to Redis may fail with. RuntimeError: uvloop refuses to write to a transport
 # that was closed under a pooled connection (seen after a Redis restart behind a proxy).
 REDIS_DOWN = (RedisError, OSError, RuntimeError)
+PUBLISH_LUA = Path(__file__).with_name("publish.lua")
 
 
 class RedisBus:
@@ -49,8 +62,19 @@ class RedisBus:
         self._heartbeat_s = heartbeat_s
         self._skip_until = 0.0
         self._metrics = metrics
-        self._pubsub: PubSub = redis.pubsub(ignore_subscribe_messages=True)
+        # Subscribe confirmations are read: they tell which subscriptions are in force.
+        self._pubsub: PubSub = redis.pubsub()
         self._channels: set[str] = {home_channel, channels.RESYNC}
+        # Channels whose subscription Redis confirmed, with no (un)subscribe of them
+        # unanswered since; and how many of those are unanswered, per channel.
+        self._confirmed: set[str] = set()
+        self._unanswered: Counter[str] = Counter()
+        self._publish_script = redis.register_script(PUBLISH_LUA.read_text())
+        # redis-py re-established the subscription connection by itself: treated as the
+        # failure it hides (what was published in between is lost).
+        self._reconnected = False
+        # Done when the batch in flight has landed (None: nothing in flight).
+        self._sending: asyncio.Future[None] | None = None
         self._home = home_channel
         # Something was dropped since the last publish that got through: announce a resync.
         self._dropped = False
@@ -85,6 +109,7 @@ class RedisBus:
         while self._waiting:
             batch, self._outgoing = self._outgoing, []
             waiting, self._waiting = self._waiting, []
+            self._sending = asyncio.get_running_loop().create_future()
             try:
                 sent = await self._send(batch)
             except BaseException:
@@ -92,6 +117,9 @@ class RedisBus:
                     if not answer.done():
                         answer.set_result(False)
                 raise
+            finally:
+                self._sending.set_result(None)
+                self._sending = None
             for answer in waiting:
                 if not answer.done():
                     answer.set_result(sent)
@@ -109,16 +137,17 @@ class RedisBus:
         for _ in range(2):
             if self._dropped:
                 batch.append((channels.RESYNC, self._resync_notice))
+            args: list[str | bytes | int] = []
+            for channel, data in batch:
+                args += (channel, data, 1 if channel in self._confirmed else 0)
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for channel, data in batch:
-                        pipe.publish(channel, data)
-                    await pipe.execute()
+                sent = await self._publish_script(args=args)
             except REDIS_DOWN as exc:
                 error = exc
                 if self._dropped:
                     batch.pop()
                 continue
+            self._metrics.publishes_skipped.inc(len(batch) - int(sent))
             if self._dropped:
                 log.info("bus_resync_announced")
             self._dropped = False
@@ -134,6 +163,9 @@ class RedisBus:
         if not new:
             return
         self._channels |= new
+        if not self.connected.is_set():
+            return  # the reader subscribes every remembered channel once connected
+        self._unanswered.update(new)
         try:
             await self._pubsub.subscribe(*new)
         except REDIS_DOWN as exc:
@@ -145,6 +177,15 @@ class RedisBus:
         if not gone:
             return
         self._channels -= gone
+        self._confirmed -= gone
+        if self._sending is not None:
+            # That batch was built while these counted as ours: Redis must still count us
+            # when it runs, or another instance's only copy could be skipped.
+            await asyncio.shield(self._sending)
+        gone -= self._channels  # followed again in the meantime: stay subscribed
+        if not gone or not self.connected.is_set():
+            return
+        self._unanswered.update(gone)
         try:
             await self._pubsub.unsubscribe(*gone)
         except REDIS_DOWN as exc:
@@ -165,7 +206,14 @@ class RedisBus:
         first = True
         while True:
             try:
-                await self._pubsub.subscribe(*self._channels)
+                sent: set[str] = set()
+                # Channels remembered while this subscribe was on its way go out too.
+                while missing := self._channels - sent:
+                    self._unanswered.update(missing)
+                    sent |= missing
+                    await self._pubsub.subscribe(*missing)
+                if self._pubsub.connection is not None:
+                    self._pubsub.connection.register_connect_callback(self._on_reconnected)
                 self.connected.set()
                 if not first:
                     log.info("bus_resubscribed", channels=len(self._channels))
@@ -196,11 +244,15 @@ class RedisBus:
         pinged = heard
         while True:
             message = await self._pubsub.get_message(timeout=self._heartbeat_s / 2)
+            if self._reconnected:
+                raise ConnectionError("pub/sub connection re-established underneath")
             now = loop.time()
             if message is not None:
                 heard = now
                 if message["type"] == "message":
                     await on_message(message["channel"].decode(), message["data"])
+                elif message["type"] in ("subscribe", "unsubscribe"):
+                    self._answered(message["channel"].decode())
             if now - heard > 2 * self._heartbeat_s:
                 raise ConnectionError("pub/sub connection stalled")
             if now - pinged >= self._heartbeat_s:
@@ -209,8 +261,30 @@ class RedisBus:
                 if self._dropped:  # no publish since the drop has announced it yet
                     await self.publish([])
 
+    def _on_reconnected(self, _connection: object) -> None:
+        self._reconnected = True
+
+    def _answered(self, channel: str) -> None:
+        left = self._unanswered[channel] - 1
+        if left > 0:
+            self._unanswered[channel] = left
+            return
+        del self._unanswered[channel]
+        if channel in self._channels:
+            self._confirmed.add(channel)
+
     async def _reset(self) -> None:
-        """A fresh connection for the next attempt; the old one may be half-broken."""
+        """A fresh connection for the next attempt; the old one may be half-broken.
+
+        No subscription counts as ours any more, and publishes skipped on that claim
+        since the connection failed (unnoticed) are announced as a resync."""
+        self._confirmed.clear()
+        self._unanswered.clear()
+        self._dropped = True
+        self._reconnected = False
+        if self._pubsub.connection is not None:
+            # The connection goes back to the pool: its later reconnects are not ours.
+            self._pubsub.connection.deregister_connect_callback(self._on_reconnected)
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self._redis.pubsub()

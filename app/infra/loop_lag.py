@@ -1,0 +1,59 @@
+"""How late the event loop runs, so advisory work can give way while it is behind.
+
+A timer asks to run every `interval_s`; how late it actually runs is the time the loop
+spent on other work first. While that lateness is over `threshold_s` the loop is behind,
+and what the next event repeats anyway (a typing refresh) is dropped instead of queued:
+otherwise a typing storm (every member of every room, once a second) takes the whole loop
+and chat messages wait behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+INTERVAL_S = 0.01
+
+
+class LoopLag:
+    def __init__(
+        self,
+        threshold_s: float,
+        *,
+        interval_s: float = INTERVAL_S,
+        on_sample: Callable[[float], None] | None = None,
+    ) -> None:
+        self._threshold_s = threshold_s
+        self._interval_s = interval_s
+        self._on_sample = on_sample
+        self._due = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self.lag_s = 0.0
+
+    @property
+    def behind(self) -> bool:
+        """The last sample was over the threshold, or the sample now due is already late
+        by more (a loop stuck in one long turn has not run the timer yet)."""
+        return self.lag_s > self._threshold_s or (
+            self._timer is not None and time.monotonic() - self._due > self._threshold_s
+        )
+
+    def start(self) -> None:
+        self._schedule()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _schedule(self) -> None:
+        # Measured on the monotonic clock: the loop's own clock may tick in milliseconds.
+        self._due = time.monotonic() + self._interval_s
+        self._timer = asyncio.get_running_loop().call_later(self._interval_s, self._sample)
+
+    def _sample(self) -> None:
+        self.lag_s = max(0.0, time.monotonic() - self._due)
+        if self._on_sample is not None:
+            self._on_sample(self.lag_s)
+        self._schedule()
