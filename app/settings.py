@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     frames_in_flight: int = 32
     # Typing indicators are dropped while the event loop runs this late (they are advisory
     # and the next refresh repeats them), so chat keeps its latency under a typing storm.
-    typing_shed_lag_ms: float = 10.0
+    typing_shed_lag_ms: float = 20.0
 
     # Content limits.
     max_body_chars: int = 4000

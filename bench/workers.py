@@ -22,12 +22,18 @@ from typing import Any
 
 from bench.gen import Conn, open_conn, open_many
 
+TICK_S = 0.001
+
 
 async def open_loop(
     start_at: float, rate: float, count: int, emit: Callable[[int, float], None]
 ) -> None:
     """Call emit(k, due) for k < count at due = start_at + k / rate, catching up in a
-    burst when the loop wakes late (so lateness shows up as latency, not lower load)."""
+    burst when the loop wakes late (so lateness shows up as latency, not lower load).
+
+    Sleeps are at least one tick: uvloop's timers have millisecond resolution, so a
+    shorter sleep wakes at once with nothing due, and at thousands of messages a second
+    the generator spun a whole core doing that, taking it from the server."""
     k = 0
     while k < count:
         now = time.monotonic()
@@ -35,7 +41,7 @@ async def open_loop(
             emit(k, start_at + k / rate)
             k += 1
         if k < count:
-            await asyncio.sleep(max(0.0, start_at + k / rate - time.monotonic()))
+            await asyncio.sleep(max(TICK_S, start_at + k / rate - time.monotonic()))
 
 
 class Acker:

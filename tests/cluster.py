@@ -49,6 +49,10 @@ class Instance:
             "CHAT_JWT_SECRET": TEST_SECRET,
             "CHAT_INSTANCE_ID": name,
             "CHAT_DATA_DIR": str(log_dir / name),
+            # The suite runs in parallel on a small machine, where an instance's loop can
+            # lag for a moment; typing tests assert delivery, which shedding under load
+            # (tested on its own in tests/ws/test_typing_shedding.py) would make flaky.
+            "CHAT_TYPING_SHED_LAG_MS": "1000",
             **{f"CHAT_{k.upper()}": v for k, v in settings.items()},
         }
         self.proc: subprocess.Popen[bytes] | None = None

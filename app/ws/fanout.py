@@ -165,7 +165,8 @@ class Fanout:
                         # Whoever watches this user may no longer share a room with them.
                         self._recheck(self._watchers.get(user_id, ()))
                         outgoing.append((channels.watch(user_id), envelope.encode(header)))
-        await self._bus.publish(outgoing)
+        # Handed to the bus in order; its round trip is not waited for (see publish_soon).
+        self._bus.publish_soon(outgoing)
 
     # ---- delivery --------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ def hold_the_loop(seconds: float) -> None:
 
 @pytest.fixture
 async def lag() -> AsyncIterator[LoopLag]:
-    monitor = LoopLag(THRESHOLD_S, interval_s=0.005)
+    monitor = LoopLag(THRESHOLD_S, interval_s=0.005, hold_s=0.0)
     monitor.start()
     yield monitor
     monitor.stop()
@@ -51,7 +51,7 @@ async def test_a_late_sample_is_reported_and_the_next_timely_one_clears_behind()
         if lag_s <= THRESHOLD_S and max(seen) > THRESHOLD_S:
             caught_up.set()
 
-    monitor = LoopLag(THRESHOLD_S, interval_s=0.005, on_sample=on_sample)
+    monitor = LoopLag(THRESHOLD_S, interval_s=0.005, hold_s=0.0, on_sample=on_sample)
     monitor.start()
     try:
         await asyncio.sleep(0.01)
@@ -59,6 +59,29 @@ async def test_a_late_sample_is_reported_and_the_next_timely_one_clears_behind()
         await asyncio.wait_for(caught_up.wait(), 2)
 
         assert max(seen) > THRESHOLD_S
+        assert not monitor.behind
+    finally:
+        monitor.stop()
+
+
+async def test_behind_lasts_for_the_hold_after_the_last_late_sample() -> None:
+    threshold_s, hold_s = 0.1, 0.3
+    late: list[float] = []
+
+    def on_sample(lag_s: float) -> None:
+        if lag_s > threshold_s:
+            late.append(time.monotonic())
+
+    monitor = LoopLag(threshold_s, interval_s=0.005, hold_s=hold_s, on_sample=on_sample)
+    monitor.start()
+    try:
+        await asyncio.sleep(0.01)
+        hold_the_loop(3 * threshold_s)
+        await asyncio.sleep(0.1)  # timely samples again, within the hold
+
+        assert late
+        assert monitor.behind
+        await asyncio.sleep(late[-1] + hold_s + 0.1 - time.monotonic())
         assert not monitor.behind
     finally:
         monitor.stop()
