@@ -165,8 +165,7 @@ class Fanout:
                         # Whoever watches this user may no longer share a room with them.
                         self._recheck(self._watchers.get(user_id, ()))
                         outgoing.append((channels.watch(user_id), envelope.encode(header)))
-        # Handed to the bus in order; its round trip is not waited for (see publish_soon).
-        self._bus.publish_soon(outgoing)
+        await self._bus.publish(outgoing)
 
     # ---- delivery --------------------------------------------------------------------
 

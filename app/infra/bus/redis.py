@@ -87,30 +87,23 @@ class RedisBus:
         self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, messages: Iterable[tuple[str, bytes]]) -> bool:
-        """PUBLISH each (channel, data); False when Redis is unreachable."""
-        return await self.publish_soon(messages)
+        """PUBLISH each (channel, data); False when Redis is unreachable.
 
-    def publish_soon(self, messages: Iterable[tuple[str, bytes]]) -> asyncio.Future[bool]:
-        """Queue each (channel, data) for the next round trip, and return its answer
-        (False when Redis is unreachable), which a caller need not wait for.
-
-        Every publish waiting at the same moment goes out in one round trip, in call
-        order, from one flusher: thousands of concurrent callers (a typing storm, a
-        reconnect storm) then use one Redis connection instead of exhausting the pool.
-        The order is fixed when this is called, so a write lane hands over its batch's
-        events and goes on to the next batch without waiting for Redis. Never raises: it
-        runs after the commit, so the sender's answer must not depend on it.
+        Every publish waiting at the same moment goes out in one pipelined round trip,
+        in call order, from one flusher: thousands of concurrent callers (a typing storm,
+        a reconnect storm) then use one Redis connection instead of exhausting the pool.
+        Never raises: it runs after the commit, so the sender's answer must not depend on it.
         """
         batch = list(messages)
-        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         if not batch and not self._dropped:
-            answer.set_result(True)
-            return answer
+            return True
+        answer = asyncio.get_running_loop().create_future()
         self._outgoing.extend(batch)
         self._waiting.append(answer)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="bus-publisher")
-        return answer
+        result: bool = await answer
+        return result
 
     async def _flush(self) -> None:
         while self._waiting:
