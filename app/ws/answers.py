@@ -25,14 +25,17 @@ class Place:
 class AnswerLine:
     def __init__(self, send: Callable[[str], None]) -> None:
         self._send = send
-        self._line: deque[Place] = deque()
+        # Made by the first frame that has to wait its turn: most never do.
+        self._line: deque[Place] | None = None
 
     def __len__(self) -> int:
         """Frames read and not yet answered (or answered behind one that is not)."""
-        return len(self._line)
+        return len(self._line) if self._line is not None else 0
 
     def take_place(self) -> Place:
         place = Place()
+        if self._line is None:
+            self._line = deque()
         self._line.append(place)
         return place
 
@@ -42,6 +45,8 @@ class AnswerLine:
         while line and (ready := line[0].text) is not None:
             line.popleft()
             self._send(ready)
+        if not line:
+            self._line = None  # an idle socket holds no line
 
     def answer_now(self, text: str) -> None:
         """Answer a frame handled on the spot, after those still waiting."""

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 
 import structlog
@@ -39,8 +41,8 @@ class Connection:
         self.websocket = websocket
         self.user_id = user_id
         self._expires_at = expires_at
-        # Set whenever an `auth` frame renews the token, so the expiry timer re-reads it.
-        self.renewed = asyncio.Event()
+        # Called whenever an `auth` frame renews the token, so the expiry re-reads it.
+        self.on_renewed: Callable[[], None] | None = None
         self.rooms: set[str] = set()
         self.watching: set[str] = set()
         # Monotonic time of the last frame from the client: a sign of life.
@@ -48,7 +50,9 @@ class Connection:
         # One slot beyond the outbox for the close marker: a client closed for falling
         # behind still gets what was queued, then the 4429 close and its reason.
         self._outbox_size = outbox_size
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(outbox_size + 1)
+        # Frames waiting for the writer (None: close after them); made on first use, as
+        # most sockets never have a backlog.
+        self._outbox: deque[str | None] | None = None
         self._writer: asyncio.Task[None] | None = None
         # The writer has taken a frame from the outbox and not yet written it.
         self._holding = False
@@ -59,9 +63,9 @@ class Connection:
         self.closed = asyncio.Event()
         # Shutdown stops taking new frames and waits for those in hand (their acks).
         self.draining = False
-        self.idle = asyncio.Event()
-        self.idle.set()
         self._in_hand = 0
+        # Made only while shutdown waits for the frames in hand.
+        self._idle: asyncio.Future[None] | None = None
 
     @property
     def expires_at(self) -> datetime:
@@ -70,7 +74,8 @@ class Connection:
     @expires_at.setter
     def expires_at(self, value: datetime) -> None:
         self._expires_at = value
-        self.renewed.set()
+        if self.on_renewed is not None:
+            self.on_renewed()
 
     def peer_gone(self) -> bool:
         """The client has already left (known only when served by our protocol)."""
@@ -78,27 +83,36 @@ class Connection:
 
     def frame_started(self) -> None:
         self._in_hand += 1
-        self.idle.clear()
 
     def frame_done(self) -> None:
         self._in_hand -= 1
-        if not self._in_hand:
-            self.idle.set()
+        if not self._in_hand and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    async def wait_idle(self) -> None:
+        """Until no frame is in hand (answered, or given up)."""
+        if self._in_hand:
+            if self._idle is None or self._idle.done():
+                self._idle = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._idle)
 
     def push(self, text: str, wire: bytes | None = None) -> None:
         """Send a frame without waiting; a full outbox means the client is not keeping up.
         `wire`: the same frame encoded for the socket, when it goes to many."""
         if self.close_code is not None:
             return
-        backlog = self._holding or not self._outbox.empty()
+        outbox = self._outbox
+        backlog = self._holding or bool(outbox)
         protocol = self._protocol
         if not backlog and protocol is not None and protocol.send_text_now(text, wire):
             return
-        if self._outbox.qsize() >= self._outbox_size:
+        if outbox is None:
+            outbox = self._outbox = deque()
+        if len(outbox) >= self._outbox_size:
             log.warning("outbox_overflow", connection_id=self.id, user_id=self.user_id)
             self.close(4429, "not reading fast enough; reconnect and sync")
             return
-        self._outbox.put_nowait(text)
+        outbox.append(text)
         self._ensure_writer()
 
     def _ensure_writer(self) -> None:
@@ -114,11 +128,12 @@ class Connection:
         self._reason = reason
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(CLOSE_TIMEOUT_S * 2, self._force_close)
-        try:
-            self._outbox.put_nowait(None)
-        except asyncio.QueueFull:
+        if self._outbox is None:
+            self._outbox = deque()
+        if len(self._outbox) > self._outbox_size:
             self._force_close()
             return
+        self._outbox.append(None)
         # The close goes after whatever is queued: the writer sends it once it gets there.
         self._ensure_writer()
 
@@ -133,8 +148,8 @@ class Connection:
     async def _write(self) -> None:
         """Drain the backlog in order, then end: the next backlog starts a new writer."""
         try:
-            while not self._outbox.empty():
-                text = self._outbox.get_nowait()
+            while self._outbox:
+                text = self._outbox.popleft()
                 if text is None:
                     await self._send_close()
                     return

@@ -24,6 +24,7 @@ from app.work import unit_of_work
 from app.ws import frames
 from app.ws.connection import Connection
 from app.ws.dispatch import Peer
+from app.ws.expiry import Expiry
 from app.ws.liveness import last_sign_of_life
 from app.ws.reader import CLOSE_TOO_MANY, read_frames
 
@@ -169,7 +170,8 @@ async def _set_up(
 
 
 async def _run(services: Services, connection: Connection, actor: Actor) -> None:
-    expiry = asyncio.create_task(_expire(connection))
+    expiry = Expiry(connection, CLOSE_AUTH)
+    expiry.start()
     reader = asyncio.create_task(read_frames(Peer(services, connection, actor)))
     closed = asyncio.create_task(connection.closed.wait())
     try:
@@ -178,7 +180,8 @@ async def _run(services: Services, connection: Connection, actor: Actor) -> None
         # frame from a client that may never send one.
         await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (expiry, reader, closed):
+        expiry.stop()
+        for task in (reader, closed):
             task.cancel()
         await asyncio.gather(reader, closed, return_exceptions=True)
 
@@ -202,16 +205,3 @@ async def _leave(services: Services, connection: Connection, actor: Actor) -> No
         except (DBAPIError, OSError) as exc:
             log.warning("last_seen_not_recorded", error=type(exc).__name__)
     log.info("ws_closed", code=connection.close_code)
-
-
-async def _expire(connection: Connection) -> None:
-    """A connection lives no longer than its token, unless an `auth` frame renewed it (a
-    renewal wakes this up: the new token may expire sooner than the old one)."""
-    while True:
-        connection.renewed.clear()
-        left = (connection.expires_at - datetime.now(UTC)).total_seconds()
-        if left <= 0:
-            connection.close(CLOSE_AUTH, "token expired")
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(connection.renewed.wait(), min(left, 30.0))

@@ -268,7 +268,7 @@ class Fanout:
             conn.draining = True
 
         async def close(conn: Connection) -> None:
-            await conn.idle.wait()
+            await conn.wait_idle()
             conn.close(code, reason)
             await conn.closed.wait()
 

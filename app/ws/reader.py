@@ -41,11 +41,13 @@ async def read_frames(peer: Peer) -> None:
     bucket = TokenBucket(settings.frames_per_s, settings.frames_per_s)
     strikes = 0
     in_flight: set[asyncio.Task[None]] = set()
-    slot_free = asyncio.Event()
+    # Made only when the bound is reached, and resolved by the next frame answered.
+    slot_free: asyncio.Future[None] | None = None
 
     def done(task: asyncio.Task[None]) -> None:
         in_flight.discard(task)
-        slot_free.set()
+        if slot_free is not None and not slot_free.done():
+            slot_free.set_result(None)
 
     while connection.close_code is None:
         try:
@@ -83,8 +85,8 @@ async def read_frames(peer: Peer) -> None:
             await _handle(peer, frame, answers, answers.take_place())
             continue
         if len(in_flight) >= settings.frames_in_flight:
-            slot_free.clear()
-            await slot_free.wait()
+            slot_free = asyncio.get_running_loop().create_future()
+            await slot_free
         connection.frame_started()
         # A task starts in creation order and reaches its lane before its first await, so
         # frames keep their order into the lanes.
