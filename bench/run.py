@@ -450,6 +450,7 @@ async def storm(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
         "reconnected": reconnected,
         "reconnect_failed": summed(back, "failed"),
         "reconnect_attempts": summed(back, "attempts"),
+        "sync_retries_after_unavailable": summed(back, "sync_retries"),
         "time_to_all_reconnected_s": round(all_back_s, 3),
         "time_to_all_synced_s": round(all_synced_s, 3),
         "replayed_by_sync": summed(back, "replayed"),

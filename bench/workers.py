@@ -23,6 +23,7 @@ from typing import Any
 from bench.gen import Conn, open_conn, open_many
 
 TICK_S = 0.001
+SYNC_RETRIES = 8
 
 
 async def open_loop(
@@ -524,12 +525,12 @@ class GroupWorker:
         """Each dropped member comes back after a uniform random wait in [0, jitter_s]
         (then exponential backoff with full jitter if refused) and syncs from its cursor."""
         rng = random.Random()  # noqa: S311 (jitter)
-        attempts = failed = 0
+        attempts = failed = sync_retries = 0
         hellos: list[float] = []
         synced: list[float] = []
 
         async def back(member: Member) -> None:
-            nonlocal attempts, failed
+            nonlocal attempts, failed, sync_retries
             await asyncio.sleep(rng.uniform(0, jitter_s))
             conn = None
             for attempt in range(12):
@@ -547,6 +548,7 @@ class GroupWorker:
             member.conn = conn
             hellos.append(time.monotonic())
             room_id = self.room_ids[member.room]
+            retries = 0
             for _ in range(100):
                 member.sync_answer = asyncio.get_running_loop().create_future()
                 frame = {
@@ -559,7 +561,17 @@ class GroupWorker:
                 conn.send(frame)
                 try:
                     answer = await asyncio.wait_for(member.sync_answer, 20)
-                except (TimeoutError, RuntimeError):
+                except RuntimeError as exc:
+                    # UNAVAILABLE means "nothing was done, retry": a client backs off
+                    # (full jitter) and asks again, as it does for a refused connect.
+                    if "UNAVAILABLE" in str(exc) and retries < SYNC_RETRIES:
+                        retries += 1
+                        sync_retries += 1
+                        await asyncio.sleep(rng.uniform(0, min(5.0, 0.25 * 2**retries)))
+                        continue
+                    failed += 1
+                    return
+                except TimeoutError:
                     failed += 1
                     return
                 self.replayed += len(member.seen) - before
@@ -574,6 +586,7 @@ class GroupWorker:
             "synced": len(synced),
             "failed": failed,
             "attempts": attempts,
+            "sync_retries": sync_retries,
             "last_hello": max(hellos, default=0.0),
             "last_synced": max(synced, default=0.0),
             "replayed": self.replayed,
