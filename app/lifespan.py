@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.auth.tokens import TokenVerifier, resolve_secret
 from app.domain import lanes
 from app.domain.limits import Limits
+from app.domain.presence import PresenceReads
 from app.domain.typing_indicators import TypingIndicators
 from app.domain.users import KnownUsers
 from app.domain.watermarks import WatermarkWriter
@@ -55,6 +56,7 @@ class Services:
     bus: RedisBus
     fanout: Fanout
     typing: TypingIndicators
+    presence_reads: PresenceReads
     writer: MessageWriter
     watermark_writer: WatermarkWriter
     heartbeat: Heartbeat
@@ -126,9 +128,9 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         heartbeat.start()
         stack.push_async_callback(heartbeat.stop)
         limits = Limits.from_settings(settings)
-        # The write lanes' own pool: one connection per lane of each writer.
+        # The lanes' own pool: one connection per lane of each writer and of the reads.
         lanes_engine = make_engine(
-            database_url, settings, metrics, pool_size=2 * lanes.LANES, pre_ping=False
+            database_url, settings, metrics, pool_size=3 * lanes.LANES, pre_ping=False
         )
         stack.push_async_callback(lanes_engine.dispose)
         writer = MessageWriter(
@@ -145,6 +147,9 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         )
         watermark_writer.start()
         stack.push_async_callback(watermark_writer.stop)
+        presence_reads = PresenceReads(lambda: batch_of_work(lanes_engine, fanout), store)
+        presence_reads.start()
+        stack.push_async_callback(presence_reads.stop)
         services = Services(
             settings=settings,
             instance_id=instance_id,
@@ -154,6 +159,7 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
             bus=bus,
             fanout=fanout,
             typing=TypingIndicators(fanout),
+            presence_reads=presence_reads,
             presence=store,
             verifier=verifier,
             limits=limits,

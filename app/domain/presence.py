@@ -4,14 +4,16 @@ PostgreSQL, and only for users who share a room with the viewer."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from app import schemas
 from app.domain.events import PresenceChanged
-from app.domain.ports import Actor, PresenceReader, PresenceStore, Work
+from app.domain.lanes import Lanes
+from app.domain.ports import Actor, BatchWorkFactory, PresenceReader, PresenceStore, Work
 from app.domain.pushes import iso_utc
-from app.errors import Forbidden, RateLimited, ValidationFailed
-from app.infra.db.queries import users
+from app.errors import ChatError, Forbidden, RateLimited, ValidationFailed
+from app.infra.db.queries import batched, users
 
 MAX_WATCHED = 500
 
@@ -23,31 +25,82 @@ async def visible_to(work: Work, actor: Actor, user_ids: Sequence[str]) -> set[s
     return shared | ({actor.user_id} & set(user_ids))
 
 
-async def presence_of(
-    work: Work, presence: PresenceReader, actor: Actor, user_ids: Sequence[str]
-) -> list[schemas.Presence]:
-    """Presence of each user; refused as a whole if any one shares no room with the actor."""
-    wanted = list(dict.fromkeys(user_ids))
+@dataclass(frozen=True, slots=True)
+class PresenceQuery:
+    """One request for the presence of some users (a `presence.watch`, a REST read)."""
+
+    actor: Actor
+    user_ids: tuple[str, ...]
+
+
+def _wanted(query: PresenceQuery) -> list[str]:
+    wanted = list(dict.fromkeys(query.user_ids))
     if len(wanted) > MAX_WATCHED:
         raise ValidationFailed(f"at most {MAX_WATCHED} users at once")
-    if set(wanted) - await visible_to(work, actor, wanted):
-        raise Forbidden("presence is shown only for users who share a room with you")
-    return await states(work, presence, wanted)
+    return wanted
 
 
-async def states(
-    work: Work, presence: PresenceReader, user_ids: Sequence[str]
-) -> list[schemas.Presence]:
-    rows = {row["id"]: row for row in await users.get_users(work.session, user_ids)}
-    online = await presence.online(user_ids)
-    return [
-        schemas.Presence(
-            user_id=user_id,
-            online=user_id in online,
-            last_seen=rows[user_id]["last_seen_at"] if user_id in rows else None,
+async def presence_of_many(
+    work: BatchWorkFactory, presence: PresenceReader, queries: list[PresenceQuery]
+) -> list[list[schemas.Presence] | ChatError]:
+    """Presence of each query's users, every query of the batch in one statement; a query
+    is refused as a whole if any one of its users shares no room with its actor."""
+    wanted: list[list[str] | ChatError] = []
+    pairs: list[tuple[str, str]] = []
+    for query in queries:
+        try:
+            ids = _wanted(query)
+        except ChatError as exc:
+            wanted.append(exc)
+            continue
+        wanted.append(ids)
+        pairs += [(query.actor.user_id, user_id) for user_id in ids]
+    # The statement, then Redis once the connection is back in the pool.
+    async with work() as batch:
+        rows = iter(await batched.presence_rows(batch.db, pairs))
+    online = await presence.online({user_id for _, user_id in pairs}) if pairs else set()
+    answers: list[list[schemas.Presence] | ChatError] = []
+    for asked in wanted:
+        if isinstance(asked, ChatError):
+            answers.append(asked)
+            continue
+        seen = [next(rows) for _ in asked]
+        if not all(visible for visible, _ in seen):
+            answers.append(Forbidden("presence is shown only for users who share a room with you"))
+            continue
+        answers.append(
+            [
+                schemas.Presence(user_id=user_id, online=user_id in online, last_seen=last_seen)
+                for user_id, (_, last_seen) in zip(asked, seen, strict=True)
+            ]
         )
-        for user_id in user_ids
-    ]
+    return answers
+
+
+class PresenceReads:
+    """Presence requests answered in batches by lanes, like the writes.
+
+    Thousands of sockets opening at once each ask for their room-mates' presence; one
+    transaction apiece had them queue for pooled connections until they timed out
+    (`UNAVAILABLE`). A batch of up to a lane's size is one statement and one Redis call.
+    """
+
+    def __init__(self, work: BatchWorkFactory, presence: PresenceReader) -> None:
+        self._work = work
+        self._presence = presence
+        self._lanes: Lanes[PresenceQuery, list[schemas.Presence]] = Lanes("presence", self._apply)
+
+    def start(self) -> None:
+        self._lanes.start()
+
+    async def stop(self) -> None:
+        await self._lanes.stop()
+
+    async def read(self, actor: Actor, user_ids: Sequence[str]) -> list[schemas.Presence]:
+        return await self._lanes.submit(actor.user_id, PresenceQuery(actor, tuple(user_ids)))
+
+    async def _apply(self, batch: list[PresenceQuery]) -> list[list[schemas.Presence] | ChatError]:
+        return await presence_of_many(self._work, self._presence, batch)
 
 
 def _frame(user_id: str, online: bool, last_seen: datetime | None) -> PresenceChanged:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.auth.tokens import Claims
-from app.domain import presence, pushes, sync, watermarks
+from app.domain import pushes, sync, watermarks
 from app.domain.ports import Actor, Work
 from app.errors import Unauthorized
 from app.lifespan import Services
@@ -89,10 +89,7 @@ async def on_typing(peer: Peer, frame: frames.TypingFrame) -> dict[str, Any]:
 
 
 async def on_presence_watch(peer: Peer, frame: frames.PresenceWatchFrame) -> dict[str, Any]:
-    async with peer.work() as work:
-        states = await presence.presence_of(
-            work, peer.services.presence, peer.actor, frame.user_ids
-        )
+    states = await peer.services.presence_reads.read(peer.actor, frame.user_ids)
     await peer.services.fanout.watch(peer.connection, [s.user_id for s in states])
     return {"presence": [s.model_dump(mode="json") for s in states]}
 

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from app.infra.bus import channels
-from app.infra.bus.redis import RedisBus
+from app.infra.bus.redis import PUBLISH_LUA, RedisBus
 from app.infra.metrics import Metrics
 from tests.support import new_user_id
 
@@ -121,3 +122,52 @@ async def test_a_channel_another_instance_still_follows_is_published_after_this_
     assert await a.bus.publish([(room, b"after leaving")])
 
     assert await b.next_received() == (room, b"after leaving")
+
+
+async def subscribed(redis: Redis, *names: str) -> PubSub:
+    """A subscription Redis has confirmed."""
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(*names)
+    confirmed = 0
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while confirmed < len(names):
+        assert asyncio.get_running_loop().time() < deadline, "not confirmed"
+        message = await pubsub.get_message(timeout=0.1)
+        confirmed += message is not None and message["type"] == "subscribe"
+    return pubsub
+
+
+async def test_the_script_skips_a_channel_only_the_claimant_follows(redis: Redis) -> None:
+    publish = redis.register_script(PUBLISH_LUA.read_text())
+    home, room = channels.instance(new_user_id("i")), channels.room(new_user_id("room"))
+    claimant = await subscribed(redis, home, room)
+    try:
+        assert await publish(args=[home, room, b"own", 1]) == 0
+        assert await publish(args=[home, room, b"unclaimed", 0]) == 1
+    finally:
+        await claimant.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_the_script_ignores_a_claim_once_the_claimants_connection_is_gone(
+    redis: Redis,
+) -> None:
+    publish = redis.register_script(PUBLISH_LUA.read_text())
+    home, room = channels.instance(new_user_id("i")), channels.room(new_user_id("room"))
+    claimant = await subscribed(redis, home, room)
+    other = await subscribed(redis, room)
+    try:
+        await claimant.aclose()  # type: ignore[no-untyped-call]
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while (await redis.pubsub_numsub(home))[0][1]:
+            assert asyncio.get_running_loop().time() < deadline, "still subscribed"
+            await asyncio.sleep(0.01)
+
+        # The claimant does not know yet, and still claims the room as its own.
+        assert await publish(args=[home, room, b"after", 1]) == 1
+        message = None
+        while message is None or message["type"] != "message":
+            message = await other.get_message(timeout=WAIT_S)
+            assert message is not None, "not published"
+        assert message["data"] == b"after"
+    finally:
+        await other.aclose()  # type: ignore[no-untyped-call]

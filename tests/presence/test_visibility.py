@@ -65,3 +65,32 @@ async def test_a_stranger_is_not_found_over_rest(p1: Instance) -> None:
         assert_problem(resp, 403, "FORBIDDEN")
     finally:
         await device.close()
+
+
+async def test_watches_sent_at_once_are_each_answered_on_their_own(
+    p1: Instance, sockets: Sockets
+) -> None:
+    # Sent together they are read in the same batch: one refusal must not spill over.
+    viewers = [new_user_id(f"viewer{i}") for i in range(6)]
+    mate, stranger = new_user_id("mate"), new_user_id("stranger")
+    await new_group(p1, mate, *viewers)
+    await new_group(p1, stranger)
+    watchers = [await sockets.open(p1, viewer) for viewer in viewers]
+    wanted = [[mate, stranger] if i == 2 else [mate, viewers[i]] for i in range(len(viewers))]
+
+    sent = [
+        await w.send({"type": "presence.watch", "user_ids": ids})
+        for w, ids in zip(watchers, wanted, strict=True)
+    ]
+    replies = [await w.reply_to(frame_id) for w, frame_id in zip(watchers, sent, strict=True)]
+
+    assert replies[2]["type"] == "error", replies[2]
+    assert replies[2]["code"] == "FORBIDDEN", replies[2]
+    for i, reply in enumerate(replies):
+        if i == 2:
+            continue
+        assert reply["type"] == "ack", reply
+        states = {s["user_id"]: s for s in reply["data"]["presence"]}
+        assert list(states) == [mate, viewers[i]]
+        assert states[viewers[i]]["online"] is True
+        assert states[mate]["online"] is False

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from app import schemas
 from app.api.deps import CurrentActor, ServicesDep, WorkDep
 from app.api.problems import responses
-from app.domain import presence, users
+from app.domain import users
 from app.domain.text import valid_user_id
 from app.errors import ErrorCode, ValidationFailed
 from app.schemas import WHITESPACE
@@ -70,12 +70,11 @@ async def get_presence(
         ),
     ],
     actor: CurrentActor,
-    work: WorkDep,
     services: ServicesDep,
 ) -> schemas.PresenceList:
     """Presence of users who share a room with the caller."""
     ids = [u for u in (part.strip() for part in user_ids.split(",")) if u]
     if not ids or not all(valid_user_id(u) for u in ids):
         raise ValidationFailed("user_ids must list 1 to 500 ids of at most 64 characters")
-    items = await presence.presence_of(work, services.presence, actor, ids)
+    items = await services.presence_reads.read(actor, ids)
     return schemas.PresenceList(items=items)

@@ -16,10 +16,10 @@ it only to drop it: in a single instance, every publish. So publishes go through
 script (`publish.lua`) that skips a channel no other instance subscribes to, counting
 subscribers and publishing atomically. The caller says whether its own subscription is
 among those counted; it claims so only once Redis has confirmed the subscription with
-nothing unanswered since, withdraws the claim before it unsubscribes (after the batch in
-flight has landed), and drops every claim when its subscription connection fails. A
-publish skipped in the moment between a silent failure and its detection is covered by
-a resync notice once the connection is back.
+nothing unanswered since, and withdraws the claim before it unsubscribes (after the batch
+in flight has landed). The script honours a claim only while the caller's subscription
+connection is alive (its home channel has a subscriber), so a connection that died
+unnoticed makes publishes go out rather than be skipped: nobody else misses anything.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class RedisBus:
         for _ in range(2):
             if self._dropped:
                 batch.append((channels.RESYNC, self._resync_notice))
-            args: list[str | bytes | int] = []
+            args: list[str | bytes | int] = [self._home]
             for channel, data in batch:
                 args += (channel, data, 1 if channel in self._confirmed else 0)
             try:
@@ -274,13 +274,10 @@ class RedisBus:
             self._confirmed.add(channel)
 
     async def _reset(self) -> None:
-        """A fresh connection for the next attempt; the old one may be half-broken.
-
-        No subscription counts as ours any more, and publishes skipped on that claim
-        since the connection failed (unnoticed) are announced as a resync."""
+        """A fresh connection for the next attempt; the old one may be half-broken, and
+        no subscription counts as ours until Redis confirms it on the new one."""
         self._confirmed.clear()
         self._unanswered.clear()
-        self._dropped = True
         self._reconnected = False
         if self._pubsub.connection is not None:
             # The connection goes back to the pool: its later reconnects are not ours.

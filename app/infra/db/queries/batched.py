@@ -197,3 +197,32 @@ async def senders_in_ranges(db: Any, ranges: list[tuple[uuid.UUID, int, int]]) -
     for idx, sender in rows:
         found[idx].add(sender)
     return found
+
+
+# For each (viewer, user) pair of many presence requests: may the viewer see the user
+# (themselves, or sharing a room with them), and when was the user last seen.
+_PRESENCE_ROWS = """
+SELECT w.ord, u.last_seen_at, w.target = w.viewer OR EXISTS (
+    SELECT 1 FROM members AS mine
+    JOIN members AS theirs ON theirs.room_id = mine.room_id AND theirs.user_id = w.target
+    WHERE mine.user_id = w.viewer
+) AS visible
+FROM unnest($1::int[], $2::varchar[], $3::varchar[]) AS w(ord, viewer, target)
+LEFT JOIN users AS u ON u.id = w.target
+"""
+
+
+async def presence_rows(
+    db: Any, pairs: list[tuple[str, str]]
+) -> list[tuple[bool, datetime | None]]:
+    """(visible, last seen) for each (viewer, user) pair, in order."""
+    if not pairs:
+        return []
+    rows = await db.fetch(
+        _PRESENCE_ROWS,
+        list(range(len(pairs))),
+        [viewer for viewer, _ in pairs],
+        [user for _, user in pairs],
+    )
+    found = {row[0]: (bool(row[2]), row[1]) for row in rows}
+    return [found[i] for i in range(len(pairs))]
