@@ -32,6 +32,7 @@ from app.ws.protocol import text_frame
 log = structlog.get_logger(__name__)
 
 RESYNC = orjson.dumps({"type": "resync"}).decode()
+RECHECK_WAIT_S = 1.0
 
 
 class Fanout:
@@ -205,8 +206,12 @@ class Fanout:
             await self._follow(conns, [room_id])
         else:
             await self._unfollow(conns, [room_id])
-            # Those the removed user watches may no longer share a room with them.
-            self._recheck(conns)
+            # Those the removed user watches may no longer share a room with them. Checked
+            # before what follows reaches them (their `member_removed` comes next), within
+            # a bound, so that a slow database cannot hold up everything behind it.
+            recheck = self._recheck(conns)
+            if recheck is not None:
+                await asyncio.wait({recheck}, timeout=RECHECK_WAIT_S)
 
     def _shed(self) -> bool:
         """Whether an advisory event is dropped now (and counted as such)."""
@@ -215,14 +220,16 @@ class Fanout:
             return True
         return False
 
-    def _recheck(self, conns: Iterable[Connection]) -> None:
+    def _recheck(self, conns: Iterable[Connection]) -> asyncio.Task[None] | None:
         """Re-check in the background which of their watched users `conns` may still see:
         presence is shown only to users who share a room, and rooms change."""
         watching = [c for c in conns if c.watching]
-        if watching and self.recheck_watches is not None:
-            task = asyncio.create_task(self.recheck_watches(watching))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not watching or self.recheck_watches is None:
+            return None
+        task = asyncio.create_task(self.recheck_watches(watching))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def on_bus_message(self, channel: str, data: bytes) -> None:
         """A frame from another instance: deliver it to the local sockets it concerns."""
