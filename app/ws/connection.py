@@ -106,14 +106,18 @@ class Connection:
         protocol = self._protocol
         if not backlog and protocol is not None and protocol.send_text_now(text, wire):
             return
-        if outbox is None:
-            outbox = self._outbox = deque()
+        outbox = self._backlog()
         if len(outbox) >= self._outbox_size:
             log.warning("outbox_overflow", connection_id=self.id, user_id=self.user_id)
             self.close(4429, "not reading fast enough; reconnect and sync")
             return
         outbox.append(text)
         self._ensure_writer()
+
+    def _backlog(self) -> deque[str | None]:
+        if self._outbox is None:
+            self._outbox = deque()
+        return self._outbox
 
     def _ensure_writer(self) -> None:
         if self._writer is None or self._writer.done():
@@ -128,12 +132,11 @@ class Connection:
         self._reason = reason
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(CLOSE_TIMEOUT_S * 2, self._force_close)
-        if self._outbox is None:
-            self._outbox = deque()
-        if len(self._outbox) > self._outbox_size:
+        outbox = self._backlog()
+        if len(outbox) > self._outbox_size:
             self._force_close()
             return
-        self._outbox.append(None)
+        outbox.append(None)
         # The close goes after whatever is queued: the writer sends it once it gets there.
         self._ensure_writer()
 

@@ -1,9 +1,10 @@
 """Fan-out on one instance: local connections by room and by user, and the bus under them.
 
 Committed events are delivered to local sockets first, then published once per channel
-for the other instances; each instance ignores its own echo. An instance subscribes to
-a room's or user's channel only while one of its connections follows it, so it receives
-only what its own sockets need. A frame is serialized once and the same text is queued
+for the other instances (a channel only this instance follows is not published at all;
+an echo that does arrive is ignored). An instance subscribes to a room's or user's
+channel only while one of its connections follows it, so it receives only what its own
+sockets need. A frame is serialized once and the same text is queued
 for every socket that gets it.
 
 Advisory events (typing) are dropped, not delivered or published, while this instance's
@@ -222,7 +223,8 @@ class Fanout:
 
     def _recheck(self, conns: Iterable[Connection]) -> asyncio.Task[None] | None:
         """Re-check in the background which of their watched users `conns` may still see:
-        presence is shown only to users who share a room, and rooms change."""
+        presence is shown only to users who share a room, and rooms change. Returns the
+        task (None when nobody watches anything), for a caller that must wait for it."""
         watching = [c for c in conns if c.watching]
         if not watching or self.recheck_watches is None:
             return None
