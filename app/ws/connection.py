@@ -19,26 +19,25 @@ from collections.abc import Callable
 from datetime import datetime
 
 import structlog
-from starlette.websockets import WebSocket, WebSocketState
 
-from app.ws.liveness import abort
-from app.ws.protocol import protocol_of
+from app.ws.flag import Flag
+from app.ws.protocol import ChatWebSocketProtocol
 
 log = structlog.get_logger(__name__)
 
 CLOSE_TIMEOUT_S = 2.0
 
 
-class Closed(Exception):
-    """The connection is closing; stop handling its frames."""
-
-
 class Connection:
     def __init__(
-        self, websocket: WebSocket, user_id: str, expires_at: datetime, outbox_size: int
+        self,
+        protocol: ChatWebSocketProtocol,
+        user_id: str,
+        expires_at: datetime,
+        outbox_size: int,
     ) -> None:
         self.id = uuid.uuid4().hex
-        self.websocket = websocket
+        self.protocol = protocol
         self.user_id = user_id
         self._expires_at = expires_at
         # Called whenever an `auth` frame renews the token, so the expiry re-reads it.
@@ -56,11 +55,12 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         # The writer has taken a frame from the outbox and not yet written it.
         self._holding = False
-        self._protocol = protocol_of(websocket)
         self.close_code: int | None = None
         self._reason = ""
         self._deadline: asyncio.TimerHandle | None = None
-        self.closed = asyncio.Event()
+        self.closed = Flag()
+        # Called once `closed` is set: the session ends without a task waiting for it.
+        self.on_closed: Callable[[], None] | None = None
         # Shutdown stops taking new frames and waits for those in hand (their acks).
         self.draining = False
         self._in_hand = 0
@@ -78,8 +78,8 @@ class Connection:
             self.on_renewed()
 
     def peer_gone(self) -> bool:
-        """The client has already left (known only when served by our protocol)."""
-        return self._protocol is not None and self._protocol.disconnected
+        """The client has already left."""
+        return self.protocol.disconnected
 
     def frame_started(self) -> None:
         self._in_hand += 1
@@ -103,8 +103,7 @@ class Connection:
             return
         outbox = self._outbox
         backlog = self._holding or bool(outbox)
-        protocol = self._protocol
-        if not backlog and protocol is not None and protocol.send_text_now(text, wire):
+        if not backlog and self.protocol.send_text_now(text, wire):
             return
         outbox = self._backlog()
         if len(outbox) >= self._outbox_size:
@@ -145,8 +144,14 @@ class Connection:
             return
         if self._writer is not None:
             self._writer.cancel()
-        abort(self.websocket)
-        self.closed.set()
+        self.protocol.transport.abort()
+        self._set_closed()
+
+    def _set_closed(self) -> None:
+        if not self.closed.is_set():
+            self.closed.set()
+            if self.on_closed is not None:
+                self.on_closed()
 
     async def _write(self) -> None:
         """Drain the backlog in order, then end: the next backlog starts a new writer."""
@@ -157,27 +162,26 @@ class Connection:
                     await self._send_close()
                     return
                 self._holding = True
-                await self.websocket.send_text(text)
+                await self.protocol.send_text(text)
                 self._holding = False
         except asyncio.CancelledError:
             return
-        except Exception:  # a write to a vanished peer; the reader sees the disconnect
+        except Exception:  # a write to a vanished peer; the protocol reports the end
             self.close_code = self.close_code or 1006
-            self.closed.set()
+            self._set_closed()
         finally:
             self._holding = False
 
     async def _send_close(self) -> None:
         try:
-            if self.websocket.application_state == WebSocketState.CONNECTED:
-                await asyncio.wait_for(
-                    self.websocket.close(self.close_code or 1000, self._reason), CLOSE_TIMEOUT_S
-                )
+            # Behind what the peer has not taken yet; a peer that takes nothing is cut off.
+            await asyncio.wait_for(self.protocol.writable.wait(), CLOSE_TIMEOUT_S)
+            self.protocol.send_close(self.close_code or 1000, self._reason)
         except Exception:  # closing a socket that is already gone (or stuck) is not an error
             log.debug("close_failed", connection_id=self.id)
-            abort(self.websocket)
+            self.protocol.transport.abort()
         finally:
-            self.closed.set()
+            self._set_closed()
 
     async def finish(self) -> None:
         """Stop the writer when the connection has ended from the client's side."""
@@ -187,4 +191,4 @@ class Connection:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-        self.closed.set()
+        self._set_closed()

@@ -1,5 +1,6 @@
-"""`GET /v1/ws`: origin check, authentication, presence, `hello`; then the frame loop
-(`reader.py`) until the connection ends, and the leave."""
+"""`GET /v1/ws`: origin check, authentication, presence, `hello`; then the socket is
+handed to its session (`session.py`), which handles its frames and its leave, and the
+endpoint returns."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from urllib.parse import urlsplit
 import structlog
 from fastapi import APIRouter, WebSocket
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError
 from starlette.websockets import WebSocketDisconnect
 
 from app.auth.tokens import Claims
@@ -23,10 +23,10 @@ from app.lifespan import Services
 from app.work import unit_of_work
 from app.ws import frames
 from app.ws.connection import Connection
-from app.ws.dispatch import Peer
 from app.ws.expiry import Expiry
-from app.ws.liveness import last_sign_of_life
-from app.ws.reader import CLOSE_TOO_MANY, read_frames
+from app.ws.protocol import protocol_of
+from app.ws.reader import CLOSE_TOO_MANY
+from app.ws.session import Session, leave
 
 log = structlog.get_logger("chat.ws")
 router = APIRouter()
@@ -85,7 +85,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     actor = Actor(user_id=claims.sub, name=claims.name, token_expires_at=claims.expires_at)
     connection = Connection(
-        websocket, actor.user_id, claims.expires_at, services.settings.outbox_frames
+        protocol_of(websocket), actor.user_id, claims.expires_at, services.settings.outbox_frames
     )
     with structlog.contextvars.bound_contextvars(
         connection_id=connection.id, user_id=actor.user_id
@@ -99,7 +99,7 @@ async def _serve(services: Services, connection: Connection, actor: Actor) -> No
         connection.close(CLOSE_TRY_LATER, "too many connections being set up; retry shortly")
         await connection.closed.wait()
         return
-    joined = False
+    joined = handed_over = False
     try:
         async with gate.turn():
             if connection.peer_gone():
@@ -123,12 +123,13 @@ async def _serve(services: Services, connection: Connection, actor: Actor) -> No
             joined = True
             ready = await _set_up(services, connection, actor, came_online)
         if ready:
-            await _run(services, connection, actor)
+            Session(services, connection, actor, Expiry(connection, CLOSE_AUTH)).start()
+            handed_over = True
     finally:
         # Not gated: a leave holds no store for long, and leaves queued behind a storm's
         # setups would keep users online (and their clients' retries waiting) for longer.
-        if joined:
-            await _leave(services, connection, actor)
+        if joined and not handed_over:
+            await leave(services, connection, actor)
 
 
 async def _set_up(
@@ -167,41 +168,3 @@ async def _set_up(
     connection.push(hello.model_dump_json())
     log.info("ws_connected")
     return True
-
-
-async def _run(services: Services, connection: Connection, actor: Actor) -> None:
-    expiry = Expiry(connection, CLOSE_AUTH)
-    expiry.start()
-    reader = asyncio.create_task(read_frames(Peer(services, connection, actor)))
-    closed = asyncio.create_task(connection.closed.wait())
-    try:
-        # Whichever ends first: the client (the reader sees it) or a close from this
-        # side (an overflow, an expired token, shutdown), which must not wait for a
-        # frame from a client that may never send one.
-        await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        expiry.stop()
-        for task in (reader, closed):
-            task.cancel()
-        await asyncio.gather(reader, closed, return_exceptions=True)
-
-
-async def _leave(services: Services, connection: Connection, actor: Actor) -> None:
-    last_seen = last_sign_of_life(connection.websocket, connection.last_frame_at)
-    await services.typing.connection_closed(connection.id)
-    await services.fanout.remove(connection)
-    await connection.finish()
-    try:
-        went_offline = await presence.leave(services.presence, actor.user_id, connection.id)
-    except (RedisError, OSError) as exc:
-        # Settled by the heartbeat once Redis answers, with this last seen.
-        log.warning("presence_leave_deferred", error=type(exc).__name__)
-        services.heartbeat.leave_later(actor.user_id, connection.id, last_seen)
-        went_offline = False
-    if went_offline:
-        try:
-            async with unit_of_work(services.sessions, services.fanout) as work:
-                await presence.record_offline(work, [(actor.user_id, last_seen)])
-        except (DBAPIError, OSError) as exc:
-            log.warning("last_seen_not_recorded", error=type(exc).__name__)
-    log.info("ws_closed", code=connection.close_code)

@@ -1,10 +1,7 @@
-"""When a connection last showed a sign of life, and cutting one off.
+"""When a connection last showed a sign of life.
 
-Protocol pings are answered inside the WebSocket library and never reach an ASGI app, so
-both go through the connection's protocol object (`app.ws.protocol`), which uvicorn hands
-the app as the `receive` callable's owner. Served any other way (in-process tests) there
-is none: the end of the connection is then the best estimate, and there is nothing to
-abort.
+Protocol pings are answered inside the WebSocket library and never reach the app, so
+this reads the connection's protocol object (`app.ws.protocol`).
 """
 
 from __future__ import annotations
@@ -12,12 +9,10 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-from starlette.websockets import WebSocket
-
-from app.ws.protocol import protocol_of
+from app.ws.protocol import ChatWebSocketProtocol
 
 
-def last_sign_of_life(websocket: WebSocket, last_frame_at: float) -> datetime:
+def last_sign_of_life(protocol: ChatWebSocketProtocol, last_frame_at: float) -> datetime:
     """Wall-clock time of the last sign of life, judged now, as the connection ends.
 
     A peer that was answering pings (or ended the connection itself: its close, FIN or
@@ -26,19 +21,7 @@ def last_sign_of_life(websocket: WebSocket, last_frame_at: float) -> datetime:
     a pong. `last_frame_at` (monotonic) is the app's own record of the last frame.
     """
     now = datetime.now(UTC)
-    protocol = protocol_of(websocket)
-    if protocol is None or protocol.answering:
+    if protocol.answering:
         return now
     heard_at = max(protocol.last_heard_at, last_frame_at)
     return now - timedelta(seconds=max(0.0, time.monotonic() - heard_at))
-
-
-def abort(websocket: WebSocket) -> None:
-    """Cut the TCP connection now, dropping whatever is buffered for it.
-
-    For a peer that stopped reading: a polite close waits for the buffer to drain, which
-    for such a peer is never. The app is told through `receive()`, as for any lost peer.
-    """
-    protocol = protocol_of(websocket)
-    if protocol is not None:
-        protocol.transport.abort()

@@ -18,7 +18,12 @@ This subclass adds what the app needs from there, and closes gaps of the stock c
   instead of hanging until the client gives up;
 - `send_text_now`: a frame written to the transport at once, without the ASGI round
   (the app's `send` coroutine, its message dict, Starlette's checks) and, for a push to
-  many sockets, with the frame encoded once for all of them (`text_frame`).
+  many sockets, with the frame encoded once for all of them (`text_frame`);
+- `detach`: once a socket is set up, the app hands it a `FrameSink` and returns. Frames
+  then go to the sink as they arrive, and the socket stays open with no ASGI task behind
+  it: an idle socket is this object, its transport and the app's few small objects, not a
+  chain of twenty-odd suspended coroutines through the middleware (see
+  `docs/performance.md`, "idle").
 
 It is passed to uvicorn as `Config(ws=ChatWebSocketProtocol)`.
 """
@@ -28,21 +33,49 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
-from typing import Any
+from typing import Any, Protocol, cast
 
 import structlog
 from starlette.websockets import WebSocket
 from uvicorn.config import Config
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.frames import CloseCode
 from websockets.protocol import State
+
+from app.ws.flag import Flag
 
 log = structlog.get_logger(__name__)
 
 # After the app has finished and the close timeout has run out, this much longer for the
 # transport to flush before it is cut.
 LINGER_GRACE_S = 2.0
+
+
+class FrameSink(Protocol):
+    """Where a detached socket's messages go, in the order they arrive."""
+
+    def on_message(self, data: str | bytes) -> None: ...
+
+    def on_end(self) -> None:
+        """The connection is gone (either side closed it, or it was lost); called once."""
+
+
+class _NoQueue:
+    """Stands in for the ASGI receive queue of a detached socket, which nobody reads
+    (and which, as an `asyncio.Queue`, held four deques)."""
+
+    __slots__ = ()
+
+    def put_nowait(self, item: Any) -> None:
+        pass
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        return 0
 
 
 class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -54,11 +87,17 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        self.writable = Flag(True)
         # Monotonic time the peer was last heard from: bytes of a frame, a pong, anything.
         self.last_heard_at = time.monotonic()
         # Set when this side ended the connection because a ping went unanswered.
         self.timed_out = False
-        self._read_ahead = max(1, config.ws_max_queue)
+        # Messages read ahead of the app (queued, or in the sink's backlog) before reading pauses.
+        self.read_ahead = max(1, config.ws_max_queue)
+        self._sink: FrameSink | None = None
+        # Reading held back by the sink (its own backlog is full), as opposed to the
+        # ASGI queue's `read_paused`.
+        self._held = False
 
     @property
     def answering(self) -> bool:
@@ -84,6 +123,91 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.write(wire if wire is not None else text_frame(text.encode()))
         return True
 
+    async def send_text(self, text: str) -> None:
+        """Write a text frame once the socket takes data; ConnectionError if it is gone."""
+        await self.writable.wait()
+        if self.disconnected or self.close_sent or self.transport.is_closing():
+            raise ConnectionError("the socket is closed")
+        self.transport.write(text_frame(text.encode()))
+
+    def send_close(self, code: int, reason: str) -> None:
+        """Start the closing handshake (as uvicorn does for the ASGI `websocket.close`):
+        the close frame now, the transport closed on the peer's reply or at the timeout."""
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        # Read on, whatever held reading back: the peer's close reply has to get through.
+        paused = self.read_paused or self._held
+        self.read_paused = self._held = False
+        if paused:
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+        if self._sink is not None:
+            # No app task ends for a detached socket (see `on_task_complete`): a close
+            # stuck behind data the peer does not read is cut from here.
+            self.loop.call_later(self.close_timeout + LINGER_GRACE_S, self._abort_if_lingering)
+
+    def detach(self, sink: FrameSink) -> None:
+        """From now on messages go to `sink`, and the socket outlives the ASGI app.
+
+        Messages that arrived while the app was setting up are handed over first, in
+        order; a connection that ended meanwhile is then reported ended.
+        """
+        pending: list[str | bytes] = []
+        while not self.queue.empty():
+            message = self.queue.get_nowait()
+            if message["type"] == "websocket.receive":
+                pending.append(message.get("text") or message.get("bytes") or b"")
+        self._sink = sink
+        self.queue = cast("asyncio.Queue[Any]", _NoQueue())
+        # What only the handshake and the ASGI app needed.
+        self.scope = {}  # type: ignore[typeddict-item]
+        self.request = self.response = None  # type: ignore[assignment]
+        self._resume()
+        for data in pending:
+            sink.on_message(data)
+        if self.disconnected:
+            sink.on_end()
+
+    def hold_reading(self) -> None:
+        """The sink has enough waiting: stop reading until `release_reading`."""
+        if not self._held:
+            self._held = True
+            self.transport.pause_reading()
+
+    def release_reading(self) -> None:
+        if self._held:
+            self._held = False
+            if not self.disconnected:
+                self.transport.resume_reading()
+
+    def _resume(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            if not self._held and not self.disconnected:
+                self.transport.resume_reading()
+
+    async def run_asgi(self) -> None:
+        # As uvicorn's, except that a detached socket is left open when the app returns.
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self._sink is None and self.close_timer is None:
+            self.transport.close()
+
     def data_received(self, data: bytes) -> None:
         self.last_heard_at = time.monotonic()
         super().data_received(data)
@@ -99,6 +223,14 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         # The counterpart of websockets' "connection open", as the legacy implementation
         # logged it: the end of every socket, authenticated or not, shows in the log.
         self.logger.info("connection closed")
+        if self._sink is not None:
+            self._sink.on_end()
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Count `task` among the server's, so a graceful shutdown waits for it (as it
+        waits for the ASGI tasks) before the app's lifespan ends."""
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def keepalive_timeout(self) -> None:
         if not (self.close_sent or self.transport.is_closing()):
@@ -115,7 +247,8 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         super().on_task_complete(task)
         # The app is done; uvicorn closes the transport now or at the close timeout, and
         # a close waits for unsent data to flush. A peer that does not read is cut off.
-        if not self.disconnected:
+        # (A detached socket lives on: its session closes it.)
+        if self._sink is None and not self.disconnected:
             delay = self.close_timeout + LINGER_GRACE_S
             self.loop.call_later(delay, self._abort_if_lingering)
 
@@ -132,29 +265,37 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
             # The app is past `websocket.close`: drop the message, keep reading until the
             # peer's close reply arrives.
             return
+        message: str | bytes = data
         if self.curr_msg_data_type == "text":
             try:
-                text = data.decode()
+                message = data.decode()
             except UnicodeDecodeError:
                 # The client's fault, not the server's: no error-level log.
                 self.logger.info("Invalid UTF-8 sequence received from client.")
                 self.conn.send_close(CloseCode.INVALID_DATA)
                 self.handle_parser_exception()
                 return
-            self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if self._sink is not None:
+            self._sink.on_message(message)
+            return
+        if isinstance(message, str):
+            self.queue.put_nowait({"type": "websocket.receive", "text": message})
         else:
-            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
-        if not self.read_paused and self.queue.qsize() >= self._read_ahead:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": message})
+        if not self.read_paused and self.queue.qsize() >= self.read_ahead:
             self.read_paused = True
             self.transport.pause_reading()
 
 
-def protocol_of(websocket: WebSocket) -> ChatWebSocketProtocol | None:
-    """The protocol serving a socket; None when served otherwise (in-process tests)."""
+def protocol_of(websocket: WebSocket) -> ChatWebSocketProtocol:
+    """The protocol serving a socket. The service serves WebSockets only through it
+    (`app.cli`): the connection, liveness and detaching all need it."""
     # Starlette keeps the ASGI `receive` as given: uvicorn's bound `protocol.receive`.
     # (`_send` is Starlette's own wrapper, which leads nowhere.)
     protocol = getattr(getattr(websocket, "_receive", None), "__self__", None)
-    return protocol if isinstance(protocol, ChatWebSocketProtocol) else None
+    if not isinstance(protocol, ChatWebSocketProtocol):
+        raise RuntimeError("WebSockets must be served with ChatWebSocketProtocol")
+    return protocol
 
 
 def text_frame(payload: bytes) -> bytes:

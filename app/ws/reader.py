@@ -1,9 +1,13 @@
-"""The frame loop of one authenticated connection: read, check, dispatch, answer.
+"""The frames of one connection: checked, dispatched and answered as they arrive.
 
-Writes (`send`, `delivered`, `read`) are pipelined: each is handed to its write lane in
-the order it arrived (so one room's sends keep their order) and answered when its batch
-commits, while the loop reads on, up to `frames_in_flight` at once. Other frames are
-handled one at a time. Every answer, ack or error, goes out in the order of the frames
+The protocol hands each message over as it is read (`take`); no task waits for the next
+one, so an idle socket costs no coroutine. A frame's work runs in a task of its own only
+while there is work. Writes (`send`, `delivered`, `read`) are pipelined: each is handed
+to its write lane in the order it arrived (so one room's sends keep their order) and
+answered when its batch commits, while later frames are taken, up to `frames_in_flight`
+at once. Other frames are handled one at a time. A message that arrives while one is
+being handled (or while the bound is reached) waits in a backlog, and reading pauses when
+that backlog is full. Every answer, ack or error, goes out in the order of the frames
 (`answers.py`). Anything a frame does goes through the same domain services as REST.
 """
 
@@ -11,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
+from collections.abc import Callable
 
 import structlog
-from starlette.websockets import WebSocketDisconnect
 
 from app.errors import ChatError, ErrorCode
 from app.infra.failures import store_down
@@ -33,66 +38,126 @@ FLOOD_STRIKES = 50
 PIPELINED = (frames.SendFrame, frames.DeliveredFrame, frames.ReadFrame)
 
 
-async def read_frames(peer: Peer) -> None:
-    """Until the client goes or the connection is closed from this side."""
-    settings = peer.services.settings
-    connection = peer.connection
-    answers = AnswerLine(connection.push)
-    bucket = TokenBucket(settings.frames_per_s, settings.frames_per_s)
-    strikes = 0
-    in_flight: set[asyncio.Task[None]] = set()
-    # Made only when the bound is reached, and resolved by the next frame answered.
-    slot_free: asyncio.Future[None] | None = None
+class FrameReader:
+    __slots__ = (
+        "_answers",
+        "_backlog",
+        "_bucket",
+        "_ended",
+        "_finished",
+        "_in_flight",
+        "_on_finished",
+        "_peer",
+        "_serial",
+        "_strikes",
+    )
 
-    def done(task: asyncio.Task[None]) -> None:
-        in_flight.discard(task)
-        if slot_free is not None and not slot_free.done():
-            slot_free.set_result(None)
+    def __init__(self, peer: Peer, on_finished: Callable[[], None]) -> None:
+        settings = peer.services.settings
+        self._peer = peer
+        self._answers = AnswerLine(peer.connection.push)
+        self._bucket = TokenBucket(settings.frames_per_s, settings.frames_per_s)
+        self._strikes = 0
+        # Made on first use, as most sockets are idle most of the time.
+        self._in_flight: set[asyncio.Task[None]] | None = None
+        self._serial: asyncio.Task[None] | None = None
+        self._backlog: deque[str | bytes] | None = None
+        self._ended = False
+        self._finished = False
+        # Called once the client has gone and every frame taken before has been started.
+        self._on_finished = on_finished
 
-    while connection.close_code is None:
-        try:
-            message = await connection.websocket.receive()
-        except (RuntimeError, WebSocketDisconnect):
-            return
-        if message["type"] == "websocket.disconnect":
-            return
+    def take(self, raw: str | bytes) -> None:
+        """A message from the client, as it arrives."""
+        connection = self._peer.connection
         connection.last_frame_at = time.monotonic()
-        raw = message.get("text")
-        if raw is None:
-            raw = message.get("bytes") or b""
-        if len(raw) > settings.max_frame_bytes:
+        if self._backlog or self._busy():
+            if self._backlog is None:
+                self._backlog = deque()
+            self._backlog.append(raw)
+            protocol = connection.protocol
+            if len(self._backlog) >= protocol.read_ahead:
+                protocol.hold_reading()
+            return
+        self._start(raw)
+
+    def end(self) -> None:
+        """The client has gone: what it sent before still gets handled, then finish."""
+        self._ended = True
+        self._finish_if_done()
+
+    def _busy(self) -> bool:
+        if self._serial is not None:
+            return True
+        in_flight = self._in_flight
+        bound = self._peer.services.settings.frames_in_flight
+        return in_flight is not None and len(in_flight) >= bound
+
+    def _start(self, raw: str | bytes) -> None:
+        peer = self._peer
+        connection = peer.connection
+        if connection.close_code is not None:
+            return
+        if len(raw) > peer.services.settings.max_frame_bytes:
             connection.close(CLOSE_TOO_BIG, "frame too large")
             return
         if connection.draining:
-            continue
-        wait = bucket.take()
+            return
+        answers = self._answers
+        wait = self._bucket.take()
         if wait:
-            strikes += 1
-            if strikes > FLOOD_STRIKES:
+            self._strikes += 1
+            if self._strikes > FLOOD_STRIKES:
                 connection.close(CLOSE_TOO_MANY, "too many frames")
                 return
             peer.services.metrics.rate_limited.inc()
             answers.answer_now(
                 frames.dumps_error(None, ErrorCode.RATE_LIMITED, "slow down", int(wait * 1000) + 1)
             )
-            continue
-        strikes = 0
+            return
+        self._strikes = 0
         frame = _parse(answers, raw)
         if frame is None:
-            continue
-        if not isinstance(frame, PIPELINED):
-            connection.frame_started()
-            await _handle(peer, frame, answers, answers.take_place())
-            continue
-        if len(in_flight) >= settings.frames_in_flight:
-            slot_free = asyncio.get_running_loop().create_future()
-            await slot_free
+            return
         connection.frame_started()
         # A task starts in creation order and reaches its lane before its first await, so
         # frames keep their order into the lanes.
         task = asyncio.create_task(_handle(peer, frame, answers, answers.take_place()))
-        in_flight.add(task)
-        task.add_done_callback(done)
+        if isinstance(frame, PIPELINED):
+            if self._in_flight is None:
+                self._in_flight = set()
+            self._in_flight.add(task)
+            task.add_done_callback(self._pipelined_done)
+        else:
+            self._serial = task
+            task.add_done_callback(self._serial_done)
+
+    def _pipelined_done(self, task: asyncio.Task[None]) -> None:
+        in_flight = self._in_flight
+        if in_flight is not None:
+            in_flight.discard(task)
+            if not in_flight:
+                self._in_flight = None
+        self._drain()
+
+    def _serial_done(self, task: asyncio.Task[None]) -> None:
+        self._serial = None
+        self._drain()
+
+    def _drain(self) -> None:
+        backlog = self._backlog
+        if backlog:
+            while backlog and not self._busy():
+                self._start(backlog.popleft())
+            if not backlog:
+                self._backlog = None
+                self._peer.connection.protocol.release_reading()
+        self._finish_if_done()
+
+    def _finish_if_done(self) -> None:
+        if self._ended and not self._finished and self._serial is None and not self._backlog:
+            self._finished = True
+            self._on_finished()
 
 
 def _parse(answers: AnswerLine, raw: str | bytes) -> frames.ClientFrame | None:
