@@ -133,8 +133,9 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
             database_url, settings, metrics, pool_size=3 * lanes.LANES, pre_ping=False
         )
         stack.push_async_callback(lanes_engine.dispose)
+        lanes_work = functools.partial(batch_of_work, lanes_engine, fanout)
         writer = MessageWriter(
-            lambda: batch_of_work(lanes_engine, fanout),
+            lanes_work,
             limits,
             on_stored=metrics.messages_sent.inc,
             on_batch=metrics.batch_size.labels(lane="writer").observe,
@@ -142,12 +143,12 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         writer.start()
         stack.push_async_callback(writer.stop)
         watermark_writer = WatermarkWriter(
-            lambda: batch_of_work(lanes_engine, fanout),
+            lanes_work,
             on_batch=metrics.batch_size.labels(lane="watermarks").observe,
         )
         watermark_writer.start()
         stack.push_async_callback(watermark_writer.stop)
-        presence_reads = PresenceReads(lambda: batch_of_work(lanes_engine, fanout), store)
+        presence_reads = PresenceReads(lanes_work, store)
         presence_reads.start()
         stack.push_async_callback(presence_reads.stop)
         services = Services(

@@ -29,9 +29,13 @@ async def unit_of_work(
 
 
 @asynccontextmanager
-async def batch_of_work(engine: AsyncEngine, publisher: EventPublisher) -> AsyncIterator[BatchWork]:
-    """The same promise for a write lane's batch, on the lanes' own pool."""
-    async with direct.transaction(engine) as db:
+async def batch_of_work(
+    engine: AsyncEngine, publisher: EventPublisher, *, in_transaction: bool = True
+) -> AsyncIterator[BatchWork]:
+    """The same promise for a write lane's batch, on the lanes' own pool. Without
+    `in_transaction` each statement commits on its own: for a batch that is one."""
+    connect = direct.transaction if in_transaction else direct.autocommit
+    async with connect(engine) as db:
         work = BatchWork(db=db, log=EventLog())
         yield work
     if work.log.events:

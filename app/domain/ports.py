@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,4 +62,10 @@ class BatchWork:
     log: EventLog
 
 
-BatchWorkFactory = Callable[[], AbstractAsyncContextManager[BatchWork]]
+class BatchWorkFactory(Protocol):
+    """A batch's unit of work; `in_transaction=False` for a batch that is one statement
+    (atomic by itself), which then commits without BEGIN and COMMIT."""
+
+    def __call__(
+        self, *, in_transaction: bool = True
+    ) -> AbstractAsyncContextManager[BatchWork]: ...

@@ -39,7 +39,7 @@ class Mark:
 
 
 async def mark_many(work: BatchWork, marks: list[Mark]) -> list[schemas.Watermarks | ChatError]:
-    """Apply many marks in one go: two statements, whatever their number.
+    """Apply many marks in one go: one statement, whatever their number.
 
     Marks of one member in one room coalesce (the highest wins). Each moved watermark
     writes one receipt row and is pushed to the reader's other connections and to the
@@ -56,22 +56,16 @@ async def mark_many(work: BatchWork, marks: list[Mark]) -> list[schemas.Watermar
         origin.setdefault(key, set()).add(m.connection_id)
     at = datetime.now(UTC)
     after = await batched.raise_watermarks(work.db, targets, at)
-    moves: list[tuple[tuple[uuid.UUID, str], Kind, int, int]] = []
-    for key, row in after.items():
+    for (room, user), row in after.items():
         for kind in KINDS:
-            old, new = row[f"{kind}_before"], row[f"{kind}_seq"]
-            if new > old:
-                moves.append((key, kind, old, new))
-    # A sender who has since left (or been removed from) the room hears nothing more of it.
-    senders = await batched.senders_in_ranges(
-        work.db, [(room, old, new) for (room, _), _, old, new in moves]
-    )
-    for ((room, user), kind, _, new), passed in zip(moves, senders, strict=True):
-        sources = origin[(room, user)]
-        skip = next(iter(sources)) if len(sources) == 1 else None
-        targets_ = (user, *sorted(passed - {user}))
-        frame = pushes.receipt(str(room), user, kind, new, at)
-        work.log.emit(UserFrame(targets_, frame, skip_connection=skip))
+            new = row[f"{kind}_seq"]
+            if new <= row[f"{kind}_before"]:
+                continue
+            sources = origin[(room, user)]
+            skip = next(iter(sources)) if len(sources) == 1 else None
+            passed = set(row[f"{kind}_senders"])
+            frame = pushes.receipt(str(room), user, kind, new, at)
+            work.log.emit(UserFrame((user, *sorted(passed - {user})), frame, skip_connection=skip))
     return [
         views.watermarks(after[(m.room_id, m.actor.user_id)])
         if (m.room_id, m.actor.user_id) in after
@@ -112,7 +106,7 @@ class WatermarkWriter:
                 raise result
 
     async def _apply(self, batch: list[Mark]) -> list[schemas.Watermarks | ChatError]:
-        async with self._work() as work:
+        async with self._work(in_transaction=False) as work:
             return await mark_many(work, batch)
 
 

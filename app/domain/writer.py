@@ -1,10 +1,12 @@
 """The send path: messages stored in batches by ordered lanes (see `lanes.py`).
 
-A batch is one transaction of three statements (`queries/batched.py`): membership for
-the whole batch, the rooms locked in id order (writers on other lanes or instances can
-never deadlock, and a room's seq moves only under its lock, so it has no gap), then every
-new message inserted with its room's next seqs and the counters moved. Pushes go out
-after the commit; each caller gets its own answer.
+A batch is one statement (`batched.send_all`), atomic by itself, with no transaction
+around it: membership for the whole batch, the rooms locked in id order (writers on
+other lanes or instances can never deadlock, and a room's seq moves only under its
+lock, so it has no gap), every new message inserted with its room's next seqs and the
+counters moved. A batch with a key already stored (a retry) runs again as a transaction
+of a few statements that looks its keys up first. Pushes go out after the commit; each
+caller gets its own answer.
 """
 
 from __future__ import annotations
@@ -77,26 +79,51 @@ class MessageWriter:
         return await self._lanes.submit(room_id, _Send(actor, room_id, draft, connection_id))
 
     async def _write(self, batch: list[_Send]) -> list[schemas.Message | ChatError]:
-        # Idempotency keys are looked up only when the insert met one already stored (a
-        # client's retry, or the same key sent concurrently elsewhere): rare, and then the
-        # batch is rolled back and run again with the lookup.
+        # Almost always one statement (`batched.send_all`). Idempotency keys are looked
+        # up only when a key met one already stored (a client's retry, or the same key
+        # sent concurrently elsewhere) or repeats within the batch: rare, and then the
+        # batch runs as a transaction that looks its keys up first.
+        if len({item.key for item in batch}) == len(batch):
+            try:
+                async with self._work(in_transaction=False) as work:
+                    return await self._store_at_once(work, batch)
+            except batched.KeyTaken:
+                pass
         for attempt in range(RETRIES):
             try:
                 async with self._work() as work:
-                    return await self._store(work, batch, lookup=attempt > 0)
+                    return await self._store(work, batch)
             except _ConcurrentDuplicate:
                 if attempt == RETRIES - 1:
                     raise Unavailable("too many concurrent retries; retry shortly") from None
         raise AssertionError("unreachable")
 
-    async def _store(
-        self, work: BatchWork, batch: list[_Send], *, lookup: bool
+    async def _store_at_once(
+        self, work: BatchWork, batch: list[_Send]
     ) -> list[schemas.Message | ChatError]:
+        rows = [_row(item) for item in batch]
+        stored = await batched.send_all(work.db, rows)
+        answers: list[schemas.Message | ChatError] = []
+        for item, row in zip(batch, rows, strict=True):
+            got = stored.get(row["id"])
+            if got is None:
+                answers.append(RoomNotFound("no such room"))
+                continue
+            message = _message(item, got["seq"], row["id"], got["created_at"])
+            self._announce(work, item, message)
+            answers.append(message)
+        self._on_stored(len(stored))
+        return answers
+
+    async def _store(
+        self, work: BatchWork, batch: list[_Send]
+    ) -> list[schemas.Message | ChatError]:
+        """The batch in a transaction, its keys looked up first."""
         db = work.db
         memberships = await batched.members_among(db, [(s.room_id, s.actor.user_id) for s in batch])
         accepted = [s for s in batch if (s.room_id, s.actor.user_id) in memberships]
         last_seq = await batched.lock_rooms(db, [s.room_id for s in accepted])
-        stored = await batched.find_by_client_ids(db, [s.key for s in accepted]) if lookup else {}
+        stored = await batched.find_by_client_ids(db, [s.key for s in accepted])
         answers: dict[int, schemas.Message | ChatError] = {}
         planned: dict[tuple[str, uuid.UUID], tuple[_Send, int]] = {}
         for index, item in enumerate(batch):
@@ -107,7 +134,7 @@ class MessageWriter:
             elif item.key not in planned:
                 last_seq[item.room_id] += 1
                 planned[item.key] = (item, last_seq[item.room_id])
-        rows = [_row(item, seq) for item, seq in planned.values()]
+        rows = [{**_row(item), "seq": seq} for item, seq in planned.values()]
         moved = {row["room_id"]: last_seq[row["room_id"]] for row in rows}
         inserted = await batched.insert_messages(db, rows, moved)
         if len(inserted) != len(rows):
@@ -117,25 +144,27 @@ class MessageWriter:
             item, seq = planned[(returned["sender_id"], returned["client_msg_id"])]
             message = _message(item, seq, returned["id"], returned["created_at"])
             by_key[item.key] = message
-            work.log.emit(
-                RoomMessage(
-                    str(message.room_id),
-                    pushes.message(message),
-                    skip_connection=item.connection_id,
-                )
-            )
+            self._announce(work, item, message)
         self._on_stored(len(inserted))
         for index, item in enumerate(batch):
             if index not in answers:
                 answers[index] = _same_room(by_key[item.key], item)
         return [answers[i] for i in range(len(batch))]
 
+    @staticmethod
+    def _announce(work: BatchWork, item: _Send, message: schemas.Message) -> None:
+        work.log.emit(
+            RoomMessage(
+                str(message.room_id), pushes.message(message), skip_connection=item.connection_id
+            )
+        )
 
-def _row(item: _Send, seq: int) -> dict[str, Any]:
+
+def _row(item: _Send) -> dict[str, Any]:
     draft = item.draft
     return {
+        "id": uuid.uuid4(),
         "room_id": item.room_id,
-        "seq": seq,
         "sender_id": item.actor.user_id,
         "kind": draft.kind,
         "body": draft.body,

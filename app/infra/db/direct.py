@@ -25,14 +25,19 @@ STALE = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, Connection
 BROKEN = (*STALE, asyncpg.PostgresConnectionError, OSError)
 
 
-async def _begin(engine: AsyncEngine) -> tuple[AsyncConnection, Any, Any]:
-    """A pooled connection with a transaction open. A stale one (PostgreSQL restarted
-    since it was pooled) is dropped and replaced once, before anything ran on it."""
+async def _checkout(engine: AsyncEngine, *, begin: bool) -> tuple[AsyncConnection, Any, Any]:
+    """A pooled connection, with a transaction open if `begin`. A stale one (PostgreSQL
+    restarted since it was pooled) is dropped and replaced once, before anything ran on
+    it: without a transaction to begin, by asyncpg's own record of its socket closing."""
     for attempt in range(2):
         conn = await engine.connect()
         try:
             driver = (await conn.get_raw_connection()).driver_connection
             assert driver is not None  # a checked-out connection always has one
+            if not begin:
+                if driver.is_closed():
+                    raise asyncpg.ConnectionDoesNotExistError("closed while pooled")
+                return conn, driver, None
             tx = driver.transaction()
             await tx.start()
         except STALE as exc:
@@ -54,7 +59,7 @@ async def _begin(engine: AsyncEngine) -> tuple[AsyncConnection, Any, Any]:
 async def transaction(engine: AsyncEngine) -> AsyncIterator[Any]:
     """Yield an asyncpg connection inside a transaction: committed when the block ends,
     rolled back when it raises."""
-    conn, driver, tx = await _begin(engine)
+    conn, driver, tx = await _checkout(engine, begin=True)
     try:
         try:
             yield driver
@@ -74,5 +79,20 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[Any]:
         except BROKEN as exc:
             await conn.invalidate(exc)
             raise
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """Yield an asyncpg connection outside any transaction: each statement commits on
+    its own. For a batch that is a single statement, this saves the round trips (and
+    the server's work) of BEGIN and COMMIT."""
+    conn, driver, _ = await _checkout(engine, begin=False)
+    try:
+        yield driver
+    except BROKEN as exc:
+        await conn.invalidate(exc)
+        raise
     finally:
         await conn.close()

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import orjson
 
 _MEMBERS_AMONG = """
@@ -30,9 +31,14 @@ async def members_among(db: Any, pairs: Iterable[tuple[uuid.UUID, str]]) -> set[
     return {(row[0], row[1]) for row in rows}
 
 
-# In id order, so writers locking overlapping sets of rooms can never deadlock.
+# In id order, so writers locking overlapping sets of rooms can never deadlock. NO KEY
+# UPDATE (the key is not changed), not UPDATE: a plain FOR UPDATE also blocks the KEY
+# SHARE lock that every insert referencing a room (a message, a receipt) takes on it. A
+# watermark batch holding member rows while its receipts waited for a room, and a writer
+# holding that room while waiting for one the receipts had already referenced, made a
+# cycle: PostgreSQL broke it by failing one batch (seen in `bench.run dm` at 3,000/s).
 _LOCK_ROOMS = """
-SELECT id, last_seq FROM rooms WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+SELECT id, last_seq FROM rooms WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
 """
 
 
@@ -95,14 +101,11 @@ async def insert_messages(
     client_msg_id, created_at) of each row inserted."""
     if not rows:
         return []
-    attachments = [
-        orjson.dumps(row["attachment"]).decode() if row["attachment"] is not None else None
-        for row in rows
-    ]
+    attachments = [_jsonb(row["attachment"]) for row in rows]
     rooms = list(last_seqs)
     result: list[Any] = await db.fetch(
         _INSERT_MESSAGES,
-        [uuid.uuid4() for _ in rows],
+        [row["id"] for row in rows],
         [row["room_id"] for row in rows],
         [row["seq"] for row in rows],
         [row["sender_id"] for row in rows],
@@ -116,9 +119,74 @@ async def insert_messages(
     return result
 
 
+# A whole batch of sends as one statement, atomic without a transaction around it:
+# membership, the rooms locked in id order, each message numbered after its room's
+# last_seq in the order of the batch, inserted, and the rooms' last_seq moved. A sender
+# who is not a member gets no row back. A key already stored fails the statement (so
+# nothing of the batch is kept and no seq is skipped): the caller runs the batch again
+# in a transaction that looks its keys up first.
+_SEND_ALL = """
+WITH batch AS (
+    SELECT * FROM unnest(
+        $1::int[], $2::uuid[], $3::uuid[], $4::varchar[], $5::varchar[], $6::text[],
+        $7::jsonb[], $8::uuid[]
+    ) AS b(idx, id, room_id, sender_id, kind, body, attachment, client_msg_id)
+), allowed AS (
+    SELECT b.* FROM batch AS b
+    JOIN members AS m ON m.room_id = b.room_id AND m.user_id = b.sender_id
+), locked AS MATERIALIZED (
+    SELECT id, last_seq FROM rooms WHERE id IN (SELECT room_id FROM allowed)
+    ORDER BY id FOR NO KEY UPDATE
+), numbered AS MATERIALIZED (
+    SELECT a.*, l.last_seq + row_number() OVER (PARTITION BY a.room_id ORDER BY a.idx) AS seq
+    FROM allowed AS a JOIN locked AS l ON l.id = a.room_id
+), inserted AS (
+    INSERT INTO messages (id, room_id, seq, sender_id, kind, body, attachment, client_msg_id)
+    SELECT id, room_id, seq, sender_id, kind, body, attachment, client_msg_id FROM numbered
+    RETURNING id, seq, created_at
+), advanced AS (
+    UPDATE rooms SET last_seq = n.seq, last_activity_at = now()
+    FROM (SELECT room_id, max(seq) AS seq FROM numbered GROUP BY room_id) AS n
+    WHERE rooms.id = n.room_id
+)
+SELECT id, seq, created_at FROM inserted
+"""
+
+
+class KeyTaken(Exception):
+    """A (sender, client_msg_id) of the batch is already stored: nothing was kept."""
+
+
+async def send_all(db: Any, rows: list[dict[str, Any]]) -> dict[uuid.UUID, Any]:
+    """Store a batch of messages (rows without seq; `id` chosen by the caller) by
+    `_SEND_ALL`; returns (seq, created_at) by id of each stored, KeyTaken if a key was."""
+    try:
+        result = await db.fetch(
+            _SEND_ALL,
+            list(range(len(rows))),
+            [row["id"] for row in rows],
+            [row["room_id"] for row in rows],
+            [row["sender_id"] for row in rows],
+            [str(row["kind"]) for row in rows],
+            [row["body"] for row in rows],
+            [_jsonb(row["attachment"]) for row in rows],
+            [row["client_msg_id"] for row in rows],
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise KeyTaken from exc
+    return {row["id"]: row for row in result}
+
+
+def _jsonb(value: Any) -> str | None:
+    return orjson.dumps(value).decode() if value is not None else None
+
+
 # Forward only, clamped to the room's last_seq, read implying delivered. The rows are
-# locked in key order first (no deadlock between batches), which also yields the values
-# before the move; every watermark that moved writes its receipt row in the same statement.
+# locked in key order first (no deadlock between batches; NO KEY UPDATE, see above),
+# which also yields the values before the move; every watermark that moved writes its
+# receipt row, and comes back with the senders of the messages it passed who are still
+# members (a sender who left no longer hears of the room): one statement, atomic by
+# itself, so the lane runs it without a transaction around it.
 _RAISE_WATERMARKS = """
 WITH wanted AS (
     SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::bigint[], $4::bigint[])
@@ -127,7 +195,7 @@ WITH wanted AS (
     SELECT m.room_id, m.user_id, m.delivered_seq, m.read_seq
     FROM members AS m JOIN wanted AS w ON m.room_id = w.room_id AND m.user_id = w.user_id
     ORDER BY m.room_id, m.user_id
-    FOR UPDATE OF m
+    FOR NO KEY UPDATE OF m
 ), moved AS (
     UPDATE members AS m SET
         read_seq = GREATEST(m.read_seq, LEAST(w.rd, r.last_seq)),
@@ -148,7 +216,19 @@ WITH wanted AS (
     SELECT room_id, user_id, 'read', read_seq, $5::timestamptz FROM moved
     WHERE read_seq > read_before
 )
-SELECT * FROM moved
+SELECT mv.*,
+    ARRAY(
+        SELECT DISTINCT msg.sender_id FROM messages AS msg
+        JOIN members AS still ON still.room_id = msg.room_id AND still.user_id = msg.sender_id
+        WHERE msg.room_id = mv.room_id
+            AND msg.seq > mv.delivered_before AND msg.seq <= mv.delivered_seq
+    ) AS delivered_senders,
+    ARRAY(
+        SELECT DISTINCT msg.sender_id FROM messages AS msg
+        JOIN members AS still ON still.room_id = msg.room_id AND still.user_id = msg.sender_id
+        WHERE msg.room_id = mv.room_id AND msg.seq > mv.read_before AND msg.seq <= mv.read_seq
+    ) AS read_senders
+FROM moved AS mv
 """
 
 
@@ -157,7 +237,8 @@ async def raise_watermarks(
 ) -> dict[tuple[uuid.UUID, str], Any]:
     """Move (delivered, read) watermarks of many members at once and record a receipt row
     for each one that moved. Returns each membership's row: the watermarks now and
-    before (`delivered_before`, `read_before`); members that do not exist are absent."""
+    before (`delivered_before`, `read_before`) and who sent what each passed
+    (`delivered_senders`, `read_senders`); members that do not exist are absent."""
     if not targets:
         return {}
     keys = list(targets)
@@ -170,33 +251,6 @@ async def raise_watermarks(
         at,
     )
     return {(row["room_id"], row["user_id"]): row for row in rows}
-
-
-# Senders who left the room since are not told: they no longer hear of it.
-_SENDERS_IN_RANGES = """
-SELECT DISTINCT r.idx, m.sender_id
-FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::int[]) AS r(room_id, low, high, idx)
-JOIN messages AS m ON m.room_id = r.room_id AND m.seq > r.low AND m.seq <= r.high
-JOIN members AS still ON still.room_id = r.room_id AND still.user_id = m.sender_id
-"""
-
-
-async def senders_in_ranges(db: Any, ranges: list[tuple[uuid.UUID, int, int]]) -> list[set[str]]:
-    """For each (room, low, high): the current members who sent messages with
-    low < seq <= high."""
-    found: list[set[str]] = [set() for _ in ranges]
-    if not ranges:
-        return found
-    rows = await db.fetch(
-        _SENDERS_IN_RANGES,
-        [r[0] for r in ranges],
-        [r[1] for r in ranges],
-        [r[2] for r in ranges],
-        list(range(len(ranges))),
-    )
-    for idx, sender in rows:
-        found[idx].add(sender)
-    return found
 
 
 # For each (viewer, user) pair of many presence requests: may the viewer see the user

@@ -27,7 +27,7 @@ async def get_member(
 ) -> RowMapping | None:
     stmt = select(members).where(members.c.room_id == room_id, members.c.user_id == user_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE
     return (await session.execute(stmt)).mappings().one_or_none()
 
 

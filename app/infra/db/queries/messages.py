@@ -18,7 +18,7 @@ async def get_message(
 ) -> RowMapping | None:
     stmt = select(messages).where(messages.c.room_id == room_id, messages.c.id == message_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE
     return (await session.execute(stmt)).mappings().one_or_none()
 
 

@@ -51,7 +51,9 @@ async def lock_room(session: AsyncSession, room_id: uuid.UUID) -> int:
     Every send to a room queues on this lock, which is what makes `seq` gap-free: the
     counter moves only inside the transaction that inserts the message.
     """
-    stmt = select(rooms.c.last_seq).where(rooms.c.id == room_id).with_for_update()
+    # FOR NO KEY UPDATE: it does not hold up inserts that reference the room (see
+    # `batched._LOCK_ROOMS`).
+    stmt = select(rooms.c.last_seq).where(rooms.c.id == room_id).with_for_update(key_share=True)
     return int((await session.execute(stmt)).scalar_one())
 
 
