@@ -15,10 +15,10 @@ import contextvars
 
 import structlog
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError
 
 from app.domain import presence
 from app.domain.ports import Actor
+from app.infra.failures import store_down
 from app.lifespan import Services
 from app.work import unit_of_work
 from app.ws.connection import Connection
@@ -72,9 +72,14 @@ class Session:
         self._ended = True
         self._expiry.stop()
         self._connection.on_closed = None
-        services, connection, actor = self._services, self._connection, self._actor
-        task = asyncio.create_task(leave(services, connection, actor), context=self._context)
-        connection.protocol.track(task)
+        task = asyncio.create_task(self._leave(), context=self._context)
+        self._connection.protocol.track(task)
+
+    async def _leave(self) -> None:
+        try:
+            await leave(self._services, self._connection, self._actor)
+        except Exception:  # no task waits for this one: its failure must reach the log
+            log.exception("ws_leave_failed")
 
 
 async def leave(services: Services, connection: Connection, actor: Actor) -> None:
@@ -94,6 +99,12 @@ async def leave(services: Services, connection: Connection, actor: Actor) -> Non
         try:
             async with unit_of_work(services.sessions, services.fanout) as work:
                 await presence.record_offline(work, [(actor.user_id, last_seen)])
-        except (DBAPIError, OSError) as exc:
-            log.warning("last_seen_not_recorded", error=type(exc).__name__)
+        except Exception as exc:
+            # A pool time-out too (thousands of sockets dropped at once), which used to
+            # escape here and leave the last seen unrecorded.
+            if not store_down(exc):
+                raise
+            # The heartbeat records it once PostgreSQL answers, if the user is still away.
+            log.warning("last_seen_deferred", error=type(exc).__name__)
+            services.heartbeat.leave_later(actor.user_id, connection.id, last_seen)
     log.info("ws_closed", code=connection.close_code)
