@@ -160,7 +160,8 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         while not self.queue.empty():
             message = self.queue.get_nowait()
             if message["type"] == "websocket.receive":
-                pending.append(message.get("text") or message.get("bytes") or b"")
+                text = message.get("text")
+                pending.append(text if text is not None else message.get("bytes") or b"")
         self._sink = sink
         self.queue = cast("asyncio.Queue[Any]", _NoQueue())
         # What only the handshake and the ASGI app needed.
@@ -174,7 +175,7 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def hold_reading(self) -> None:
         """The sink has enough waiting: stop reading until `release_reading`."""
-        if not self._held:
+        if not self._held and not self.disconnected:
             self._held = True
             self.transport.pause_reading()
 

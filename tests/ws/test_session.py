@@ -37,3 +37,15 @@ async def test_frames_sent_before_the_hello_are_answered_in_order(a: Instance) -
                 received.append(orjson.loads(await ws.recv()))
     assert received[0]["type"] == "hello"
     assert [f["id"] for f in received[1:]] == [f"p{n}" for n in range(5)]
+
+
+async def test_an_empty_text_frame_sent_before_the_hello_is_answered_as_text(a: Instance) -> None:
+    headers = {"Authorization": f"Bearer {token_for(new_user_id('empty'))}"}
+    async with connect(a.ws, additional_headers=headers, open_timeout=FRAME_TIMEOUT_S) as ws:
+        await ws.send("")
+        async with asyncio.timeout(FRAME_TIMEOUT_S):
+            hello = orjson.loads(await ws.recv())
+            error = orjson.loads(await ws.recv())
+    assert hello["type"] == "hello"
+    assert error["code"] == "INVALID_FRAME"
+    assert error["message"] == "frame is not valid JSON"
