@@ -89,6 +89,10 @@ def server(
 
 
 @pytest.fixture(scope="session")
-def screenshot_path() -> Path:
-    """Where the README's picture of the demo is written (docs/demo.png)."""
-    return Path(__file__).resolve().parents[2] / "docs" / "demo.png"
+def screenshot_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the picture of the demo is written: the README's (docs/demo.png) when
+    CHAT_UPDATE_DEMO_PNG=1, otherwise a temporary file, so that a test run leaves the
+    checkout as it found it."""
+    if os.environ.get("CHAT_UPDATE_DEMO_PNG") == "1":
+        return Path(__file__).resolve().parents[2] / "docs" / "demo.png"
+    return tmp_path_factory.mktemp("demo") / "demo.png"

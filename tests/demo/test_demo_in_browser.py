@@ -1,5 +1,6 @@
 """Two people chat in the browser demo: a private room, live messages, ticks that turn to
-blue read ticks, typing, presence and last seen. Also writes docs/demo.png for the README."""
+blue read ticks, typing, presence and last seen. Also takes the README's picture (see
+`screenshot_path`)."""
 
 from __future__ import annotations
 
