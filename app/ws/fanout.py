@@ -164,8 +164,9 @@ class Fanout:
                     header = {"o": self._instance_id, "m": membership}
                     outgoing.append((channels.user(user_id), envelope.encode(header)))
                     if change == "removed":
-                        # Whoever watches this user may no longer share a room with them.
-                        self._recheck(self._watchers.get(user_id, ()))
+                        # Whoever watches this user may no longer share a room with them:
+                        # settled before the room hears of the removal (the next event).
+                        await self._recheck_first(self._watchers.get(user_id, ()))
                         outgoing.append((channels.watch(user_id), envelope.encode(header)))
         await self._bus.publish(outgoing)
 
@@ -207,12 +208,8 @@ class Fanout:
             await self._follow(conns, [room_id])
         else:
             await self._unfollow(conns, [room_id])
-            # Those the removed user watches may no longer share a room with them. Checked
-            # before what follows reaches them (their `member_removed` comes next), within
-            # a bound, so that a slow database cannot hold up everything behind it.
-            recheck = self._recheck(conns)
-            if recheck is not None:
-                await asyncio.wait({recheck}, timeout=RECHECK_WAIT_S)
+            # Those the removed user watches may no longer share a room with them.
+            await self._recheck_first(conns)
 
     def _shed(self) -> bool:
         """Whether an advisory event is dropped now (and counted as such)."""
@@ -220,6 +217,13 @@ class Fanout:
             self._metrics.frames_shed.inc()
             return True
         return False
+
+    async def _recheck_first(self, conns: Iterable[Connection]) -> None:
+        """Re-check before what follows is delivered (a `member_removed` comes next), within
+        a bound, so that a slow database cannot hold up everything behind it."""
+        recheck = self._recheck(conns)
+        if recheck is not None:
+            await asyncio.wait({recheck}, timeout=RECHECK_WAIT_S)
 
     def _recheck(self, conns: Iterable[Connection]) -> asyncio.Task[None] | None:
         """Re-check in the background which of their watched users `conns` may still see:
@@ -251,7 +255,7 @@ class Fanout:
             self._to_room(key, frame, skip, header.get("u"))
         elif kind == "watch":
             if "m" in header:
-                self._recheck(self._watchers.get(key, ()))
+                await self._recheck_first(self._watchers.get(key, ()))
             else:
                 self._to_watchers(key, frame)
         elif kind == "user":
