@@ -71,12 +71,17 @@ class Lanes(Generic[T, R]):
         await background.stop([*draining, *self._tasks])
 
     async def submit(self, key: Hashable, item: T) -> R:
+        return await self.enqueue(key, item)
+
+    def enqueue(self, key: Hashable, item: T) -> asyncio.Future[R]:
+        """Queue `item` on its key's lane; the future is its answer. For a caller that
+        would rather be called back than keep a task waiting (a WebSocket frame)."""
         job: _Job[T, R] = _Job(item)
         try:
             self._queues[hash(key) % len(self._queues)].put_nowait(job)
         except asyncio.QueueFull:
             raise Unavailable("the service is overloaded; retry shortly") from None
-        return await job.answer
+        return job.answer
 
     async def _run(self, queue: asyncio.Queue[_Job[T, R]]) -> None:
         while True:

@@ -95,7 +95,11 @@ class WatermarkWriter:
         await self._lanes.stop()
 
     async def mark(self, mark: Mark) -> schemas.Watermarks:
-        return await self._lanes.submit(mark.room_id, mark)
+        return await self.enqueue(mark)
+
+    def enqueue(self, mark: Mark) -> asyncio.Future[schemas.Watermarks]:
+        """`mark`, answered by a future instead of awaited (see `Lanes.enqueue`)."""
+        return self._lanes.enqueue(mark.room_id, mark)
 
     async def mark_all(self, marks: list[Mark]) -> None:
         """Several marks at once (a `sync`'s cursors); each one's room keeps its lane."""

@@ -11,6 +11,7 @@ caller gets its own answer.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,8 +76,18 @@ class MessageWriter:
     ) -> schemas.Message:
         """Store a message with the room's next seq, or return the one this client_msg_id
         already made (by any route, at any time); answered once committed."""
+        return await self.enqueue(actor, room_id, draft, connection_id)
+
+    def enqueue(
+        self,
+        actor: Actor,
+        room_id: uuid.UUID,
+        draft: schemas.MessageSend,
+        connection_id: str | None = None,
+    ) -> asyncio.Future[schemas.Message]:
+        """`send`, answered by a future instead of awaited (see `Lanes.enqueue`)."""
         check_content(draft, self._limits)
-        return await self._lanes.submit(room_id, _Send(actor, room_id, draft, connection_id))
+        return self._lanes.enqueue(room_id, _Send(actor, room_id, draft, connection_id))
 
     async def _write(self, batch: list[_Send]) -> list[schemas.Message | ChatError]:
         # Almost always one statement (`batched.send_all`). Idempotency keys are looked

@@ -5,12 +5,13 @@ Handlers are thin: they open a unit of work and call the same domain services as
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from app import schemas
 from app.auth.tokens import Claims
 from app.domain import pushes, sync, watermarks
 from app.domain.ports import Actor, Work
@@ -45,7 +46,14 @@ async def on_auth(peer: Peer, frame: frames.AuthFrame) -> dict[str, Any]:
 
 
 async def on_send(peer: Peer, frame: frames.SendFrame) -> dict[str, Any]:
-    message = await peer.services.writer.send(peer.actor, frame.room_id, frame, peer.connection.id)
+    return _sent(await _hand_send(peer, frame))
+
+
+def _hand_send(peer: Peer, frame: frames.SendFrame) -> asyncio.Future[schemas.Message]:
+    return peer.services.writer.enqueue(peer.actor, frame.room_id, frame, peer.connection.id)
+
+
+def _sent(message: schemas.Message) -> dict[str, Any]:
     return {"message": message.model_dump(mode="json")}
 
 
@@ -63,18 +71,26 @@ async def on_sync(peer: Peer, frame: frames.SyncFrame) -> dict[str, Any]:
     }
 
 
-async def _mark(peer: Peer, room_id: uuid.UUID, delivered: int, read: int) -> dict[str, Any]:
-    mark = watermarks.Mark(peer.actor, room_id, delivered, read, peer.connection.id)
-    moved = await peer.services.watermark_writer.mark(mark)
+def _hand_delivered(peer: Peer, frame: frames.DeliveredFrame) -> asyncio.Future[schemas.Watermarks]:
+    mark = watermarks.Mark(peer.actor, frame.room_id, frame.seq, 0, peer.connection.id)
+    return peer.services.watermark_writer.enqueue(mark)
+
+
+def _hand_read(peer: Peer, frame: frames.ReadFrame) -> asyncio.Future[schemas.Watermarks]:
+    mark = watermarks.Mark(peer.actor, frame.room_id, 0, frame.seq, peer.connection.id)
+    return peer.services.watermark_writer.enqueue(mark)
+
+
+def _moved(moved: schemas.Watermarks) -> dict[str, Any]:
     return moved.model_dump(mode="json")
 
 
 async def on_delivered(peer: Peer, frame: frames.DeliveredFrame) -> dict[str, Any]:
-    return await _mark(peer, frame.room_id, delivered=frame.seq, read=0)
+    return _moved(await _hand_delivered(peer, frame))
 
 
 async def on_read(peer: Peer, frame: frames.ReadFrame) -> dict[str, Any]:
-    return await _mark(peer, frame.room_id, delivered=0, read=frame.seq)
+    return _moved(await _hand_read(peer, frame))
 
 
 async def on_typing(peer: Peer, frame: frames.TypingFrame) -> dict[str, Any]:
@@ -95,6 +111,8 @@ async def on_presence_watch(peer: Peer, frame: frames.PresenceWatchFrame) -> dic
 
 
 Handler = Callable[[Peer, Any], Awaitable[dict[str, Any]]]
+# A write handed to its lane without a task waiting for it, and how its result is acked.
+Handoff = tuple[Callable[[Peer, Any], "asyncio.Future[Any]"], Callable[[Any], dict[str, Any]]]
 
 HANDLERS: dict[type[frames.ClientFrame], Handler] = {
     frames.AuthFrame: on_auth,
@@ -104,4 +122,12 @@ HANDLERS: dict[type[frames.ClientFrame], Handler] = {
     frames.ReadFrame: on_read,
     frames.TypingFrame: on_typing,
     frames.PresenceWatchFrame: on_presence_watch,
+}
+
+# The writes, which only wait for their lane: the frame reader hands them over and is
+# called back with the result (`HANDLERS` awaits the same for anyone else).
+HANDOFFS: dict[type[frames.ClientFrame], Handoff] = {
+    frames.SendFrame: (_hand_send, _sent),
+    frames.DeliveredFrame: (_hand_delivered, _moved),
+    frames.ReadFrame: (_hand_read, _moved),
 }

@@ -1,22 +1,25 @@
 """The frames of one connection: checked, dispatched and answered as they arrive.
 
 The protocol hands each message over as it is read (`take`); no task waits for the next
-one, so an idle socket costs no coroutine. A frame's work runs in a task of its own only
-while there is work. Writes (`send`, `delivered`, `read`) are pipelined: each is handed
-to its write lane in the order it arrived (so one room's sends keep their order) and
-answered when its batch commits, while later frames are taken, up to `frames_in_flight`
-at once. Other frames are handled one at a time. A message that arrives while one is
-being handled (or while the bound is reached) waits in a backlog, and reading pauses when
-that backlog is full. Every answer, ack or error, goes out in the order of the frames
-(`answers.py`). Anything a frame does goes through the same domain services as REST.
+one, so an idle socket costs no coroutine. Writes (`send`, `delivered`, `read`) are
+handed to their write lane at once, in the order they arrived (so one room's sends keep
+their order), and answered by callback when their batch commits: no task per write,
+and later frames are taken meanwhile, up to `frames_in_flight` at once. Other frames are
+handled one at a time, each in a task while it runs. A message that arrives while one is
+being handled (or while the bound is reached) waits in a backlog, and reading pauses
+when that backlog is full. Every answer, ack or error, goes out in the order of the
+frames (`answers.py`). Anything a frame does goes through the same domain services as
+REST.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -24,7 +27,7 @@ from app.errors import ChatError, ErrorCode
 from app.infra.failures import store_down
 from app.ws import frames
 from app.ws.answers import AnswerLine, Place
-from app.ws.dispatch import HANDLERS, Peer
+from app.ws.dispatch import HANDLERS, HANDOFFS, Peer
 from app.ws.throttle import TokenBucket
 
 log = structlog.get_logger("chat.ws")
@@ -33,9 +36,6 @@ CLOSE_TOO_MANY = 4429
 CLOSE_TOO_BIG = 1009
 # Rejected frames tolerated (beyond the bucket) before a flooding client is cut off.
 FLOOD_STRIKES = 50
-
-# Frames that only wait for a write lane: handled concurrently (see the module docstring).
-PIPELINED = (frames.SendFrame, frames.DeliveredFrame, frames.ReadFrame)
 
 
 class FrameReader:
@@ -59,7 +59,7 @@ class FrameReader:
         self._bucket = TokenBucket(settings.frames_per_s, settings.frames_per_s)
         self._strikes = 0
         # Made on first use, as most sockets are idle most of the time.
-        self._in_flight: set[asyncio.Task[None]] | None = None
+        self._in_flight: set[asyncio.Future[Any]] | None = None
         self._serial: asyncio.Task[None] | None = None
         self._backlog: deque[str | bytes] | None = None
         self._ended = False
@@ -120,22 +120,47 @@ class FrameReader:
         if frame is None:
             return
         connection.frame_started()
-        # A task starts in creation order and reaches its lane before its first await, so
-        # frames keep their order into the lanes.
-        task = asyncio.create_task(_handle(peer, frame, answers, answers.take_place()))
-        if isinstance(frame, PIPELINED):
-            if self._in_flight is None:
-                self._in_flight = set()
-            self._in_flight.add(task)
-            task.add_done_callback(self._pipelined_done)
-        else:
+        place = answers.take_place()
+        handoff = HANDOFFS.get(type(frame))
+        if handoff is None:
+            task = asyncio.create_task(_handle(peer, frame, answers, place))
             self._serial = task
             task.add_done_callback(self._serial_done)
+            return
+        # Handed to its lane now, in the order the frames came; no task waits for it.
+        hand, shape = handoff
+        try:
+            result = hand(peer, frame)
+        except Exception as exc:
+            answers.answer(place, _failure(frame, exc))
+            connection.frame_done()
+            return
+        if self._in_flight is None:
+            self._in_flight = set()
+        self._in_flight.add(result)
+        result.add_done_callback(functools.partial(self._settled, frame, place, shape))
 
-    def _pipelined_done(self, task: asyncio.Task[None]) -> None:
+    def _settled(
+        self,
+        frame: frames.ClientFrame,
+        place: Place,
+        shape: Callable[[Any], dict[str, Any]],
+        result: asyncio.Future[Any],
+    ) -> None:
+        """A handed-over write's lane has answered: ack it (or say why not) in its place."""
+        exc = result.exception() if not result.cancelled() else asyncio.CancelledError()
+        try:
+            if exc is None:
+                text = frames.dumps_ack(frame.id, shape(result.result()))
+            else:
+                text = _failure(frame, exc)
+        except Exception as failed:
+            text = _failure(frame, failed)
+        self._answers.answer(place, text)
+        self._peer.connection.frame_done()
         in_flight = self._in_flight
         if in_flight is not None:
-            in_flight.discard(task)
+            in_flight.discard(result)
             if not in_flight:
                 self._in_flight = None
         self._drain()
@@ -183,19 +208,20 @@ async def _handle(peer: Peer, frame: frames.ClientFrame, answers: AnswerLine, pl
     """Run a frame's handler and answer it; the caller has counted it as started."""
     try:
         data = await HANDLERS[type(frame)](peer, frame)
-    except ChatError as exc:
-        answers.answer(place, frames.dumps_error(frame.id, exc.code, exc.message))
     except Exception as exc:
-        if store_down(exc):
-            log.warning("store_unavailable", error=type(exc).__name__, frame=type(frame).__name__)
-            error = frames.dumps_error(
-                frame.id, ErrorCode.UNAVAILABLE, "a data store is unreachable"
-            )
-        else:
-            log.exception("frame_failed", frame=type(frame).__name__)
-            error = frames.dumps_error(frame.id, ErrorCode.INTERNAL, "an unexpected error occurred")
-        answers.answer(place, error)
+        answers.answer(place, _failure(frame, exc))
     else:
         answers.answer(place, frames.dumps_ack(frame.id, data))
     finally:
         peer.connection.frame_done()
+
+
+def _failure(frame: frames.ClientFrame, exc: BaseException) -> str:
+    """The error answer to a frame whose handling raised `exc`."""
+    if isinstance(exc, ChatError):
+        return frames.dumps_error(frame.id, exc.code, exc.message)
+    if store_down(exc):
+        log.warning("store_unavailable", error=type(exc).__name__, frame=type(frame).__name__)
+        return frames.dumps_error(frame.id, ErrorCode.UNAVAILABLE, "a data store is unreachable")
+    log.error("frame_failed", frame=type(frame).__name__, exc_info=exc)
+    return frames.dumps_error(frame.id, ErrorCode.INTERNAL, "an unexpected error occurred")
