@@ -1,4 +1,5 @@
-"""Client frames routed by type through an explicit table; each handler returns ack data.
+"""Client frames routed by type through explicit tables: `HANDLERS` (awaited, returning
+ack data) and `HANDOFFS` (writes queued on their lane, acked from the result).
 
 Handlers are thin: they open a unit of work and call the same domain services as REST.
 """
@@ -45,10 +46,6 @@ async def on_auth(peer: Peer, frame: frames.AuthFrame) -> dict[str, Any]:
     return {"user_id": peer.actor.user_id, "expires_at": expires_at}
 
 
-async def on_send(peer: Peer, frame: frames.SendFrame) -> dict[str, Any]:
-    return _sent(await _hand_send(peer, frame))
-
-
 def _hand_send(peer: Peer, frame: frames.SendFrame) -> asyncio.Future[schemas.Message]:
     return peer.services.writer.enqueue(peer.actor, frame.room_id, frame, peer.connection.id)
 
@@ -85,14 +82,6 @@ def _moved(moved: schemas.Watermarks) -> dict[str, Any]:
     return moved.model_dump(mode="json")
 
 
-async def on_delivered(peer: Peer, frame: frames.DeliveredFrame) -> dict[str, Any]:
-    return _moved(await _hand_delivered(peer, frame))
-
-
-async def on_read(peer: Peer, frame: frames.ReadFrame) -> dict[str, Any]:
-    return _moved(await _hand_read(peer, frame))
-
-
 async def on_typing(peer: Peer, frame: frames.TypingFrame) -> dict[str, Any]:
     await peer.services.typing.update(
         peer.connection.id,
@@ -116,16 +105,13 @@ Handoff = tuple[Callable[[Peer, Any], "asyncio.Future[Any]"], Callable[[Any], di
 
 HANDLERS: dict[type[frames.ClientFrame], Handler] = {
     frames.AuthFrame: on_auth,
-    frames.SendFrame: on_send,
     frames.SyncFrame: on_sync,
-    frames.DeliveredFrame: on_delivered,
-    frames.ReadFrame: on_read,
     frames.TypingFrame: on_typing,
     frames.PresenceWatchFrame: on_presence_watch,
 }
 
 # The writes, which only wait for their lane: the frame reader hands them over and is
-# called back with the result (`HANDLERS` awaits the same for anyone else).
+# called back with the result, with no task waiting (the other frames are in `HANDLERS`).
 HANDOFFS: dict[type[frames.ClientFrame], Handoff] = {
     frames.SendFrame: (_hand_send, _sent),
     frames.DeliveredFrame: (_hand_delivered, _moved),
