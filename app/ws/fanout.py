@@ -219,23 +219,17 @@ class Fanout:
         return False
 
     async def _recheck_first(self, conns: Iterable[Connection]) -> None:
-        """Re-check before what follows is delivered (a `member_removed` comes next), within
-        a bound, so that a slow database cannot hold up everything behind it."""
-        recheck = self._recheck(conns)
-        if recheck is not None:
-            await asyncio.wait({recheck}, timeout=RECHECK_WAIT_S)
-
-    def _recheck(self, conns: Iterable[Connection]) -> asyncio.Task[None] | None:
-        """Re-check in the background which of their watched users `conns` may still see:
-        presence is shown only to users who share a room, and rooms change. Returns the
-        task (None when nobody watches anything), for a caller that must wait for it."""
+        """Re-check which of their watched users `conns` may still see (presence is shown
+        only to users who share a room, and rooms change) before what follows is delivered
+        (a `member_removed` comes next). Waited for within a bound, so that a slow database
+        cannot hold up everything behind it; past it, the re-check finishes on its own."""
         watching = [c for c in conns if c.watching]
         if not watching or self.recheck_watches is None:
-            return None
+            return
         task = asyncio.create_task(self.recheck_watches(watching))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return task
+        await asyncio.wait({task}, timeout=RECHECK_WAIT_S)
 
     async def on_bus_message(self, channel: str, data: bytes) -> None:
         """A frame from another instance: deliver it to the local sockets it concerns."""

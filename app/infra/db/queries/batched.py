@@ -101,18 +101,18 @@ async def insert_messages(
     client_msg_id, created_at) of each row inserted."""
     if not rows:
         return []
-    attachments = [_jsonb(row["attachment"]) for row in rows]
+    ids, room_ids, senders, kinds, bodies, attachments, client_ids = _columns(rows)
     rooms = list(last_seqs)
     result: list[Any] = await db.fetch(
         _INSERT_MESSAGES,
-        [row["id"] for row in rows],
-        [row["room_id"] for row in rows],
+        ids,
+        room_ids,
         [row["seq"] for row in rows],
-        [row["sender_id"] for row in rows],
-        [str(row["kind"]) for row in rows],
-        [row["body"] for row in rows],
+        senders,
+        kinds,
+        bodies,
         attachments,
-        [row["client_msg_id"] for row in rows],
+        client_ids,
         rooms,
         [last_seqs[room] for room in rooms],
     )
@@ -161,20 +161,24 @@ async def send_all(db: Any, rows: list[dict[str, Any]]) -> dict[uuid.UUID, Any]:
     """Store a batch of messages (rows without seq; `id` chosen by the caller) by
     `_SEND_ALL`; returns (seq, created_at) by id of each stored, KeyTaken if a key was."""
     try:
-        result = await db.fetch(
-            _SEND_ALL,
-            list(range(len(rows))),
-            [row["id"] for row in rows],
-            [row["room_id"] for row in rows],
-            [row["sender_id"] for row in rows],
-            [str(row["kind"]) for row in rows],
-            [row["body"] for row in rows],
-            [_jsonb(row["attachment"]) for row in rows],
-            [row["client_msg_id"] for row in rows],
-        )
+        result = await db.fetch(_SEND_ALL, list(range(len(rows))), *_columns(rows))
     except asyncpg.UniqueViolationError as exc:
         raise KeyTaken from exc
     return {row["id"]: row for row in result}
+
+
+def _columns(rows: list[dict[str, Any]]) -> tuple[list[Any], ...]:
+    """A message row's columns as arrays, in the order both insert statements take them:
+    id, room_id, sender_id, kind, body, attachment (jsonb text), client_msg_id."""
+    return (
+        [row["id"] for row in rows],
+        [row["room_id"] for row in rows],
+        [row["sender_id"] for row in rows],
+        [str(row["kind"]) for row in rows],
+        [row["body"] for row in rows],
+        [_jsonb(row["attachment"]) for row in rows],
+        [row["client_msg_id"] for row in rows],
+    )
 
 
 def _jsonb(value: Any) -> str | None:
