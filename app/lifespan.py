@@ -130,7 +130,11 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         limits = Limits.from_settings(settings)
         # The lanes' own pool: one connection per lane of each writer and of the reads.
         lanes_engine = make_engine(
-            database_url, settings, metrics, pool_size=3 * lanes.LANES, pre_ping=False
+            database_url,
+            settings,
+            metrics,
+            pool_size=2 * settings.write_lanes + lanes.LANES,
+            pre_ping=False,
         )
         stack.push_async_callback(lanes_engine.dispose)
         lanes_work = functools.partial(batch_of_work, lanes_engine, fanout)
@@ -139,12 +143,14 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
             limits,
             on_stored=metrics.messages_sent.inc,
             on_batch=metrics.batch_size.labels(lane="writer").observe,
+            lanes=settings.write_lanes,
         )
         writer.start()
         stack.push_async_callback(writer.stop)
         watermark_writer = WatermarkWriter(
             lanes_work,
             on_batch=metrics.batch_size.labels(lane="watermarks").observe,
+            lanes=settings.write_lanes,
         )
         watermark_writer.start()
         stack.push_async_callback(watermark_writer.stop)

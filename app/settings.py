@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     outbox_frames: int = 1024
     # Writes (send, delivered, read) one connection may have awaiting their commit at once.
     frames_in_flight: int = 32
+    # Ordered lanes of the send path, and as many of the receipt path (see
+    # app/domain/lanes.py): each runs one statement at a time. Fewer lanes make bigger
+    # batches and fewer statements competing in PostgreSQL; more let a room whose lock is
+    # held (a membership change committing) hold up fewer others. One measured best on
+    # two cores (docs/performance.md).
+    write_lanes: int = Field(default=1, ge=1)
     # Typing indicators are dropped while the event loop runs this late (they are advisory
     # and the next refresh repeats them), so chat keeps its latency under a typing storm.
     typing_shed_lag_ms: float = 20.0

@@ -39,7 +39,9 @@ async def batch_of_work(
         work = BatchWork(db=db, log=EventLog())
         yield work
     if work.log.events:
-        await publisher.publish(work.log.events)
+        # Not waiting for Redis: the lane's next batch runs while this one's publish is
+        # on its way (the bus keeps them in order), and the callers are answered now.
+        await publisher.publish(work.log.events, wait=False)
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[Work]]

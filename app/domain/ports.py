@@ -16,7 +16,9 @@ from app.domain.events import Event, EventLog
 class EventPublisher(Protocol):
     """Delivers committed events to every instance (Redis pub/sub in production)."""
 
-    async def publish(self, events: Iterable[Event]) -> None: ...
+    async def publish(self, events: Iterable[Event], *, wait: bool = True) -> None:
+        """Without `wait`, returns once the events are on their way, in order, rather than
+        delivered everywhere."""
 
 
 class PresenceReader(Protocol):

@@ -17,7 +17,7 @@ from app import schemas
 from app.domain import cursors, pushes, views
 from app.domain.access import require_member
 from app.domain.events import UserFrame
-from app.domain.lanes import Lanes
+from app.domain.lanes import LANES, Lanes
 from app.domain.limits import Limits
 from app.domain.ports import Actor, BatchWork, BatchWorkFactory, Work
 from app.errors import ChatError, MessageNotFound, RoomNotFound, ValidationFailed
@@ -82,10 +82,11 @@ class WatermarkWriter:
         work: BatchWorkFactory,
         *,
         on_batch: Callable[[int], None] = lambda _: None,
+        lanes: int = LANES,
     ) -> None:
         self._work = work
         self._lanes: Lanes[Mark, schemas.Watermarks] = Lanes(
-            "watermarks", self._apply, on_batch=on_batch
+            "watermarks", self._apply, lanes=lanes, on_batch=on_batch
         )
 
     def start(self) -> None:

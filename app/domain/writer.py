@@ -21,7 +21,7 @@ from typing import Any
 from app import schemas
 from app.domain import pushes, views
 from app.domain.events import RoomMessage
-from app.domain.lanes import Lanes
+from app.domain.lanes import LANES, Lanes
 from app.domain.limits import Limits
 from app.domain.messages import check_content
 from app.domain.ports import Actor, BatchWork, BatchWorkFactory
@@ -55,11 +55,14 @@ class MessageWriter:
         *,
         on_stored: Callable[[int], None] = lambda _: None,
         on_batch: Callable[[int], None] = lambda _: None,
+        lanes: int = LANES,
     ) -> None:
         self._work = work
         self._limits = limits
         self._on_stored = on_stored
-        self._lanes: Lanes[_Send, schemas.Message] = Lanes("writer", self._write, on_batch=on_batch)
+        self._lanes: Lanes[_Send, schemas.Message] = Lanes(
+            "writer", self._write, lanes=lanes, on_batch=on_batch
+        )
 
     def start(self) -> None:
         self._lanes.start()

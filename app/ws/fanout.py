@@ -127,7 +127,9 @@ class Fanout:
 
     # ---- publishing (the domain's EventPublisher) ------------------------------------
 
-    async def publish(self, events: Iterable[Event]) -> None:
+    async def publish(self, events: Iterable[Event], *, wait: bool = True) -> None:
+        """Deliver to the local sockets at once; publish for the other instances, waiting
+        for Redis only with `wait` (see `RedisBus.publish`)."""
         outgoing: list[tuple[str, bytes]] = []
         header: dict[str, Any]
         for event in events:
@@ -168,7 +170,7 @@ class Fanout:
                         # settled before the room hears of the removal (the next event).
                         await self._recheck_first(self._watchers.get(user_id, ()))
                         outgoing.append((channels.watch(user_id), envelope.encode(header)))
-        await self._bus.publish(outgoing)
+        await self._bus.publish(outgoing, wait=wait)
 
     # ---- delivery --------------------------------------------------------------------
 

@@ -67,7 +67,8 @@ def instances(fleet: Fleet) -> dict[str, Instance]:
             "connect_concurrency": "1",
             "connect_queue": "16",
         },
-        roomy={"outbox_frames": str(OUTBOX_FRAMES), "frames_per_s": "100000"},
+        # Several write lanes here (one is the default), so both are exercised.
+        roomy={"outbox_frames": str(OUTBOX_FRAMES), "frames_per_s": "100000", "write_lanes": "4"},
     )
 
 

@@ -46,12 +46,13 @@ class Instance:
 
 
 @pytest.fixture
-async def start(redis: Redis) -> AsyncIterator[Callable[[], Instance]]:
+async def start(redis: Redis) -> AsyncIterator[Callable[..., Instance]]:
     started: list[Instance] = []
 
-    def start() -> Instance:
+    def start(**options: int) -> Instance:
         metrics = Metrics()
-        bus = RedisBus(redis, metrics, channels.instance(new_user_id("i")), heartbeat_s=10)
+        home = channels.instance(new_user_id("i"))
+        bus = RedisBus(redis, metrics, home, heartbeat_s=10, **options)
         instance = Instance(bus, metrics)
         bus.start(instance.on_message, instance.on_reconnect)
         started.append(instance)
@@ -93,6 +94,38 @@ async def test_a_publish_reaches_another_instance_that_follows_the_channel(
     assert await a.bus.publish([(room, b"hello")])
 
     assert await b.next_received() == (room, b"hello")
+
+
+async def test_a_publish_that_need_not_wait_returns_before_its_round_trip_and_keeps_its_order(
+    start: Callable[[], Instance],
+) -> None:
+    a, b, room = await both_following(start)
+
+    first = asyncio.create_task(a.bus.publish([(room, b"first")], wait=False))
+    second = asyncio.create_task(a.bus.publish([(room, b"second")]))
+    await asyncio.sleep(0)  # one step of each: no round trip can have been made yet
+
+    assert first.done()
+    assert first.result() is True
+    assert not second.done()
+    assert await second
+    assert [await b.next_received(), await b.next_received()] == [
+        (room, b"first"),
+        (room, b"second"),
+    ]
+
+
+async def test_a_publish_that_need_not_wait_waits_once_the_backlog_is_full(
+    start: Callable[..., Instance],
+) -> None:
+    a = start(max_backlog=2)
+    room = channels.room(new_user_id("room"))
+
+    publishing = asyncio.create_task(a.bus.publish([(room, b"1"), (room, b"2")], wait=False))
+    await asyncio.sleep(0)
+
+    assert not publishing.done()
+    assert await publishing
 
 
 async def test_a_publish_only_this_instance_follows_is_not_sent(

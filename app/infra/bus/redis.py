@@ -51,14 +51,24 @@ BACKOFF_S = 1.0
 # What a call to Redis may fail with. RuntimeError: uvloop refuses to write to a transport
 # that was closed under a pooled connection (seen after a Redis restart behind a proxy).
 REDIS_DOWN = (RedisError, OSError, RuntimeError)
+# Messages queued behind the round trip in flight past which even a caller that would
+# rather not wait for Redis does (see `publish`): what a slow Redis can make pile up.
+MAX_BACKLOG = 10_000
 PUBLISH_LUA = Path(__file__).with_name("publish.lua")
 
 
 class RedisBus:
     def __init__(
-        self, redis: Redis, metrics: Metrics, home_channel: str, heartbeat_s: float
+        self,
+        redis: Redis,
+        metrics: Metrics,
+        home_channel: str,
+        heartbeat_s: float,
+        *,
+        max_backlog: int = MAX_BACKLOG,
     ) -> None:
         self._redis = redis
+        self._max_backlog = max_backlog
         self._heartbeat_s = heartbeat_s
         self._skip_until = 0.0
         self._metrics = metrics
@@ -86,13 +96,19 @@ class RedisBus:
         self._waiting: list[asyncio.Future[bool]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def publish(self, messages: Iterable[tuple[str, bytes]]) -> bool:
+    async def publish(self, messages: Iterable[tuple[str, bytes]], *, wait: bool = True) -> bool:
         """PUBLISH each (channel, data); False when Redis is unreachable.
 
         Every publish waiting at the same moment goes out in one pipelined round trip,
         in call order, from one flusher: thousands of concurrent callers (a typing storm,
         a reconnect storm) then use one Redis connection instead of exhausting the pool.
         Never raises: it runs after the commit, so the sender's answer must not depend on it.
+
+        Without `wait` it returns True once the messages are queued (still in call order),
+        unless `max_backlog` are queued already: a write lane then starts its next batch
+        while this one's round trip is under way, and waits only on a Redis that falls
+        behind. A failure is handled here as for any publish (remembered, and announced
+        as a resync once Redis answers).
         """
         batch = list(messages)
         if not batch and not self._dropped:
@@ -102,6 +118,8 @@ class RedisBus:
         self._waiting.append(answer)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="bus-publisher")
+        if not wait and len(self._outgoing) < self._max_backlog:
+            return True
         result: bool = await answer
         return result
 
