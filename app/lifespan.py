@@ -12,7 +12,7 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.tokens import TokenVerifier, resolve_secret
@@ -31,6 +31,7 @@ from app.infra.embedded import EmbeddedPostgres, EmbeddedRedis
 from app.infra.loop_lag import LoopLag
 from app.infra.metrics import Metrics
 from app.infra.presence.redis import RedisPresence
+from app.infra.redis_client import make_redis
 from app.settings import Settings
 from app.work import batch_of_work, unit_of_work
 from app.ws import watches
@@ -41,9 +42,6 @@ from app.ws.heartbeat import Heartbeat
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_DRAIN_S = 5.0
-# Redis answers in well under a millisecond; a call that takes seconds means it is gone.
-REDIS_TIMEOUT_S = 2.0
-REDIS_POOL_SIZE = 200
 
 
 @dataclass(slots=True)
@@ -97,18 +95,7 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         stack.push_async_callback(engine.dispose)
         if settings.migrate_on_start or settings.database_url is None:
             await migrate.upgrade(engine)
-        # A blocking pool: a burst (a reconnect storm) waits briefly for a free connection
-        # instead of failing at once as the default pool does when all are in use.
-        redis = Redis(
-            connection_pool=BlockingConnectionPool.from_url(
-                redis_url,
-                max_connections=REDIS_POOL_SIZE,
-                timeout=REDIS_TIMEOUT_S,
-                socket_timeout=REDIS_TIMEOUT_S,
-                socket_connect_timeout=REDIS_TIMEOUT_S,
-                health_check_interval=settings.heartbeat_s,
-            )
-        )
+        redis = make_redis(redis_url, health_check_interval_s=settings.heartbeat_s)
         stack.push_async_callback(redis.aclose)
         instance_id = settings.instance_id or uuid.uuid4().hex[:12]
         bus = RedisBus(redis, metrics, channels.instance(instance_id), settings.heartbeat_s)

@@ -7,9 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    PrivateAttr,
+)
 from pydantic.config import JsonDict
 from pydantic_core import core_schema
 
@@ -142,6 +149,16 @@ class Message(WireModel):
     created_at: datetime
     edited_at: datetime | None
     deleted: bool
+
+    # A new message goes out twice, as a push and in its sender's ack: dumped once.
+    _json: dict[str, Any] | None = PrivateAttr(default=None)
+
+    def as_json(self) -> dict[str, Any]:
+        """The message as it goes on the wire (JSON mode), made on first use; a message
+        is not changed once made (an edit makes a new one)."""
+        if self._json is None:
+            self._json = self.model_dump(mode="json")
+        return self._json
 
 
 class Member(WireModel):

@@ -11,11 +11,11 @@ RoomEventKind = Literal["created", "updated", "member_added", "member_removed"]
 
 
 def message(msg: schemas.Message) -> dict[str, Any]:
-    return {"type": "message", "message": msg.model_dump(mode="json")}
+    return {"type": "message", "message": msg.as_json()}
 
 
 def message_updated(msg: schemas.Message) -> dict[str, Any]:
-    return {"type": "message.updated", "message": msg.model_dump(mode="json")}
+    return {"type": "message.updated", "message": msg.as_json()}
 
 
 def receipt(

@@ -51,7 +51,7 @@ def _hand_send(peer: Peer, frame: frames.SendFrame) -> asyncio.Future[schemas.Me
 
 
 def _sent(message: schemas.Message) -> dict[str, Any]:
-    return {"message": message.model_dump(mode="json")}
+    return {"message": message.as_json()}
 
 
 async def on_sync(peer: Peer, frame: frames.SyncFrame) -> dict[str, Any]:
