@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     write_lanes: int = Field(default=1, ge=1)
     # Typing indicators are dropped while the event loop runs this late (they are advisory
     # and the next refresh repeats them), so chat keeps its latency under a typing storm.
-    typing_shed_lag_ms: float = 20.0
+    typing_shed_lag_ms: float = 10.0
 
     # Content limits.
     max_body_chars: int = 4000
