@@ -154,8 +154,9 @@ class Message(WireModel):
     _json: dict[str, Any] | None = PrivateAttr(default=None)
 
     def as_json(self) -> dict[str, Any]:
-        """The message as it goes on the wire (JSON mode), made on first use; a message
-        is not changed once made (an edit makes a new one)."""
+        """The message as it goes on the wire (JSON mode), made on first use. A message is
+        not changed once made: an edit builds a new one (not `model_copy`, which would
+        carry this dump along)."""
         if self._json is None:
             self._json = self.model_dump(mode="json")
         return self._json

@@ -122,10 +122,10 @@ async def insert_messages(
 # in a transaction that looks its keys up first.
 _SEND_ALL = """
 WITH batch AS (
-    SELECT * FROM json_to_recordset($1::text::json) AS b(
-        idx int, id uuid, room_id uuid, sender_id varchar, kind varchar, body text,
+    SELECT * FROM ROWS FROM (json_to_recordset($1::text::json) AS (
+        id uuid, room_id uuid, sender_id varchar, kind varchar, body text,
         attachment jsonb, client_msg_id uuid
-    )
+    )) WITH ORDINALITY AS b(id, room_id, sender_id, kind, body, attachment, client_msg_id, idx)
 ), allowed AS (
     SELECT b.* FROM batch AS b
     JOIN members AS m ON m.room_id = b.room_id AND m.user_id = b.sender_id
@@ -155,9 +155,8 @@ class KeyTaken(Exception):
 async def send_all(db: Any, rows: list[dict[str, Any]]) -> dict[uuid.UUID, Any]:
     """Store a batch of messages (rows without seq; `id` chosen by the caller) by
     `_SEND_ALL`; returns (seq, created_at) by id of each stored, KeyTaken if a key was."""
-    numbered = [{**row, "idx": idx} for idx, row in enumerate(rows)]
     try:
-        result = await db.fetch(_SEND_ALL, _rows_json(numbered))
+        result = await db.fetch(_SEND_ALL, _rows_json(rows))
     except asyncpg.UniqueViolationError as exc:
         raise KeyTaken from exc
     return {row["id"]: row for row in result}
