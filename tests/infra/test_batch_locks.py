@@ -1,10 +1,11 @@
-"""The lanes' row locks never wait for a reference to the row (a foreign-key check).
+"""The lanes' row locks never wait for a reference to the row (a foreign-key check),
+and a watermark batch never waits for a send batch's room.
 
-Every insert that references a room (a message, a receipt) takes a KEY SHARE lock on the
-room's row until its transaction ends. A send that locked its rooms FOR UPDATE waited for
-those, and a receipt waiting for a room the send held closed a cycle that PostgreSQL
-broke by failing a whole batch. The lanes lock FOR NO KEY UPDATE, which such references
-do not block.
+An insert that references a room (a membership) takes a KEY SHARE lock on the room's row
+until its transaction ends. A send that locked its rooms FOR UPDATE waited for those,
+and when receipts still referenced rooms, a receipt waiting for a room the send held
+closed a cycle that PostgreSQL broke by failing a whole batch. The lanes lock FOR NO KEY
+UPDATE, which such references do not block.
 """
 
 from __future__ import annotations
@@ -41,16 +42,16 @@ async def _room_with_member(conn: asyncpg.Connection) -> uuid.UUID:
     return room
 
 
-def test_a_send_locks_rooms_a_pending_receipt_references(schema: str) -> None:
+def test_a_send_locks_rooms_a_pending_membership_references(schema: str) -> None:
     async def run() -> None:
         holder, sender = await asyncpg.connect(schema), await asyncpg.connect(schema)
         try:
             room = await _room_with_member(holder)
             async with holder.transaction():
                 # Uncommitted: its foreign-key check holds KEY SHARE on the room's row.
+                await holder.execute("INSERT INTO users (id) VALUES ('joining')")
                 await holder.execute(
-                    "INSERT INTO receipts (room_id, user_id, kind, up_to_seq)"
-                    " VALUES ($1, 'u', 'read', 0)",
+                    "INSERT INTO members (room_id, user_id, role) VALUES ($1, 'joining', 'member')",
                     room,
                 )
                 async with sender.transaction():
@@ -78,7 +79,7 @@ def test_a_receipt_is_written_while_a_send_holds_its_room(schema: str) -> None:
             await sender.execute("UPDATE rooms SET last_seq = 1 WHERE id = $1", room)
             async with sender.transaction():
                 await batched.lock_rooms(sender, [room])
-                # Moves delivered 0 -> 1, so its receipt row references the locked room.
+                # Moves delivered 0 -> 1: reads the locked room's last_seq, writes a receipt.
                 moved = await asyncio.wait_for(
                     batched.raise_watermarks(marker, {(room, "u"): (1, 0)}, datetime.now(UTC)),
                     LOCK_WAIT_S,
