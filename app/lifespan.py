@@ -26,6 +26,7 @@ from app.domain.writer import MessageWriter
 from app.infra import collector, migrate
 from app.infra.bus import channels
 from app.infra.bus.redis import RedisBus
+from app.infra.db import direct
 from app.infra.db.engine import make_engine, make_sessionmaker
 from app.infra.embedded import EmbeddedPostgres, EmbeddedRedis
 from app.infra.loop_lag import LoopLag
@@ -124,7 +125,9 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
             pre_ping=False,
         )
         stack.push_async_callback(lanes_engine.dispose)
-        lanes_work = functools.partial(batch_of_work, lanes_engine, fanout)
+        lanes_connections = direct.KeptConnections(lanes_engine)
+        stack.push_async_callback(lanes_connections.close)
+        lanes_work = functools.partial(batch_of_work, lanes_connections, fanout)
         writer = MessageWriter(
             lanes_work,
             limits,

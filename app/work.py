@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain.events import EventLog
 from app.domain.ports import BatchWork, EventPublisher, Work
@@ -30,12 +30,12 @@ async def unit_of_work(
 
 @asynccontextmanager
 async def batch_of_work(
-    engine: AsyncEngine, publisher: EventPublisher, *, in_transaction: bool = True
+    connections: direct.KeptConnections, publisher: EventPublisher, *, in_transaction: bool = True
 ) -> AsyncIterator[BatchWork]:
-    """The same promise for a write lane's batch, on the lanes' own pool. Without
+    """The same promise for a write lane's batch, on the lanes' own connections. Without
     `in_transaction` each statement commits on its own: for a batch that is one."""
     connect = direct.transaction if in_transaction else direct.autocommit
-    async with connect(engine) as db:
+    async with connect(connections) as db:
         work = BatchWork(db=db, log=EventLog())
         yield work
     if work.log.events:
