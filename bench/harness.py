@@ -116,6 +116,21 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def reference_loop_ms() -> float:
+    """Milliseconds one core takes for a fixed pure-Python loop (the best of three). On a
+    shared virtual machine the speed of a core varies from second to second (here by up
+    to 1.7x): taken before and after a run, it tells a slow run on a slow machine from a
+    slow run of the service."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def machine() -> dict[str, Any]:
     mem_kib = 0
     with contextlib.suppress(OSError):
@@ -127,6 +142,7 @@ def machine() -> dict[str, Any]:
         "mem_gib": round(mem_kib / 1024 / 1024, 1),
         "python": platform.python_version(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "reference_loop_ms_at_start": reference_loop_ms(),
     }
 
 

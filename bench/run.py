@@ -34,6 +34,7 @@ from bench.harness import (
     percentile,
     pg_writes,
     raise_fd_limit,
+    reference_loop_ms,
 )
 
 # Per workload: option -> (full default, --quick default).
@@ -671,6 +672,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         say(f"{args.workload}: {args.instances} instance(s) up")
         figures = await WORKLOADS[args.workload](args, cluster)
         problems = cluster.problems()
+    host["reference_loop_ms_at_end"] = reference_loop_ms()
+    say(
+        f"reference loop {host['reference_loop_ms_at_start']} ms at start, "
+        f"{host['reference_loop_ms_at_end']} ms at end"
+    )
     return {
         "workload": args.workload,
         "quick": args.quick,
