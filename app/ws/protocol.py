@@ -23,7 +23,10 @@ This subclass adds what the app needs from there, and closes gaps of the stock c
   then go to the sink as they arrive, and the socket stays open with no ASGI task behind
   it: an idle socket is this object, its transport and the app's few small objects, not a
   chain of twenty-odd suspended coroutines through the middleware (see
-  `docs/performance.md`, "idle").
+  `docs/performance.md`, "idle");
+- once detached, a text message in one frame is cut from the byte stream and handed to
+  the sink here (`FrameSplitter`), without websockets' parser; every other frame still
+  goes, whole, through the stock path.
 
 It is passed to uvicorn as `Config(ws=ChatWebSocketProtocol)`.
 """
@@ -45,6 +48,7 @@ from websockets.frames import CloseCode
 from websockets.protocol import State
 
 from app.ws.flag import Flag
+from app.ws.frame_splitter import FrameSplitter, between_frames, text_payload
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +102,9 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         # Reading held back by the sink (its own backlog is full), as opposed to the
         # ASGI queue's `read_paused`.
         self._held = False
+        # Detached, and the splitter not yet started (see `_start_splitting`).
+        self._may_split = False
+        self._splitter: FrameSplitter | None = None
 
     @property
     def answering(self) -> bool:
@@ -167,6 +174,8 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         # What only the handshake and the ASGI app needed.
         self.scope = {}  # type: ignore[typeddict-item]
         self.request = self.response = None  # type: ignore[assignment]
+        self._may_split = True
+        self._start_splitting()
         self._resume()
         for data in pending:
             sink.on_message(data)
@@ -211,6 +220,15 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_heard_at = time.monotonic()
+        if self._splitter is not None:
+            self._split_received(self._splitter, data)
+            return
+        self._parse_received(data)
+        if self._may_split:
+            self._start_splitting()
+
+    def _parse_received(self, data: bytes) -> None:
+        """The stock path: websockets parses `data`, uvicorn handles the events."""
         super().data_received(data)
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             # The request could not be parsed: websockets has prepared the refusal (431
@@ -218,6 +236,47 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
             # that parsed. Send it and close.
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
+
+    def _split_received(self, splitter: FrameSplitter, data: bytes) -> None:
+        conn = self.conn
+        frames = splitter.split(data)
+        for index, frame in enumerate(frames):
+            if conn.state is not State.OPEN or self.close_sent:
+                # Closing (the last frame, the sink, a timer): what follows is
+                # websockets' to discard or answer, as it always was.
+                self._stop_splitting(frames[index:])
+                return
+            # A frame in the middle of a fragmented message belongs to websockets'
+            # reassembly, whatever its opcode (a text frame there is an error it reports).
+            payload = text_payload(frame) if conn.current_size is None else None
+            if payload is None:
+                self._parse_received(frame)
+            else:
+                self._text_received(payload)
+        if splitter.refused or conn.state is not State.OPEN or self.close_sent:
+            self._stop_splitting([])
+
+    def _start_splitting(self) -> None:
+        """Split frames here from now on, if websockets is between two frames: it must
+        never be handed the second half of a frame whose start it did not see."""
+        conn = self.conn
+        if conn.state is not State.OPEN or self.close_sent or conn.extensions:
+            # Nothing left to speed up (or a compressed frame's bits to interpret).
+            self._may_split = False
+        elif conn.current_size is None and between_frames(conn):
+            self._may_split = False
+            limit, fragment_limit = conn.max_message_size, conn.max_fragment_size
+            if fragment_limit is not None and (limit is None or fragment_limit < limit):
+                limit = fragment_limit
+            self._splitter = FrameSplitter(limit)
+
+    def _stop_splitting(self, frames: list[bytes]) -> None:
+        """For good: `frames`, then any bytes held back, go to websockets."""
+        assert self._splitter is not None
+        rest = b"".join(frames) + self._splitter.take_rest()
+        self._splitter = None
+        if rest:
+            self._parse_received(rest)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -262,20 +321,28 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         # for the app, not after each one (see the module docstring).
         data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
         self.frames = []
+        if self.curr_msg_data_type == "text":
+            self._text_received(data)
+        elif not self.close_sent:
+            self._message_received(data)
+
+    def _text_received(self, data: bytes) -> None:
+        """A whole text message, from websockets or from the splitter."""
         if self.close_sent:
             # The app is past `websocket.close`: drop the message, keep reading until the
             # peer's close reply arrives.
             return
-        message: str | bytes = data
-        if self.curr_msg_data_type == "text":
-            try:
-                message = data.decode()
-            except UnicodeDecodeError:
-                # The client's fault, not the server's: no error-level log.
-                self.logger.info("Invalid UTF-8 sequence received from client.")
-                self.conn.send_close(CloseCode.INVALID_DATA)
-                self.handle_parser_exception()
-                return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            # The client's fault, not the server's: no error-level log.
+            self.logger.info("Invalid UTF-8 sequence received from client.")
+            self.conn.send_close(CloseCode.INVALID_DATA)
+            self.handle_parser_exception()
+            return
+        self._message_received(text)
+
+    def _message_received(self, message: str | bytes) -> None:
         if self._sink is not None:
             self._sink.on_message(message)
             return
