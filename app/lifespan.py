@@ -116,12 +116,13 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         heartbeat.start()
         stack.push_async_callback(heartbeat.stop)
         limits = Limits.from_settings(settings)
-        # The lanes' own pool: one connection per lane of each writer and of the reads.
+        # The lanes' own pool: two connections per write lane (one batch answering while the
+        # next is in PostgreSQL, see `Turn`), one per lane of the reads.
         lanes_engine = make_engine(
             database_url,
             settings,
             metrics,
-            pool_size=2 * settings.write_lanes + lanes.LANES,
+            pool_size=4 * settings.write_lanes + lanes.LANES,
             pre_ping=False,
         )
         stack.push_async_callback(lanes_engine.dispose)

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from app import schemas
 from app.domain.events import PresenceChanged
-from app.domain.lanes import Lanes
+from app.domain.lanes import Lanes, Turn
 from app.domain.ports import Actor, BatchWorkFactory, PresenceReader, PresenceStore, Work
 from app.domain.pushes import iso_utc
 from app.errors import ChatError, Forbidden, RateLimited, ValidationFailed
@@ -99,7 +99,10 @@ class PresenceReads:
     async def read(self, actor: Actor, user_ids: Sequence[str]) -> list[schemas.Presence]:
         return await self._lanes.submit(actor.user_id, PresenceQuery(actor, tuple(user_ids)))
 
-    async def _apply(self, batch: list[PresenceQuery]) -> list[list[schemas.Presence] | ChatError]:
+    async def _apply(
+        self, batch: list[PresenceQuery], turn: Turn
+    ) -> list[list[schemas.Presence] | ChatError]:
+        # Reads: nothing to answer in order, and no statement worth starting early.
         return await presence_of_many(self._work, self._presence, batch)
 
 

@@ -17,7 +17,7 @@ from app import schemas
 from app.domain import cursors, pushes, views
 from app.domain.access import require_member
 from app.domain.events import UserFrame
-from app.domain.lanes import LANES, Lanes
+from app.domain.lanes import LANES, Lanes, Turn
 from app.domain.limits import Limits
 from app.domain.ports import Actor, BatchWork, BatchWorkFactory, Work
 from app.errors import ChatError, MessageNotFound, RoomNotFound, ValidationFailed
@@ -38,7 +38,9 @@ class Mark:
     connection_id: str | None = None
 
 
-async def mark_many(work: BatchWork, marks: list[Mark]) -> list[schemas.Watermarks | ChatError]:
+async def mark_many(
+    work: BatchWork, marks: list[Mark], turn: Turn
+) -> list[schemas.Watermarks | ChatError]:
     """Apply many marks in one go: one statement, whatever their number.
 
     Marks of one member in one room coalesce (the highest wins). Each moved watermark
@@ -56,6 +58,7 @@ async def mark_many(work: BatchWork, marks: list[Mark]) -> list[schemas.Watermar
         origin.setdefault(key, set()).add(m.connection_id)
     at = datetime.now(UTC)
     after = await batched.raise_watermarks(work.db, targets, at)
+    await turn.stored()
     for (room, user), row in after.items():
         for kind in KINDS:
             new = row[f"{kind}_seq"]
@@ -110,9 +113,9 @@ class WatermarkWriter:
             if isinstance(result, BaseException) and not isinstance(result, RoomNotFound):
                 raise result
 
-    async def _apply(self, batch: list[Mark]) -> list[schemas.Watermarks | ChatError]:
+    async def _apply(self, batch: list[Mark], turn: Turn) -> list[schemas.Watermarks | ChatError]:
         async with self._work(in_transaction=False) as work:
-            return await mark_many(work, batch)
+            return await mark_many(work, batch, turn)
 
 
 async def message_receipts(

@@ -21,7 +21,7 @@ from typing import Any
 from app import schemas
 from app.domain import pushes, views
 from app.domain.events import RoomMessage
-from app.domain.lanes import LANES, Lanes
+from app.domain.lanes import LANES, Lanes, Turn
 from app.domain.limits import Limits
 from app.domain.messages import check_content
 from app.domain.ports import Actor, BatchWork, BatchWorkFactory
@@ -92,7 +92,7 @@ class MessageWriter:
         check_content(draft, self._limits)
         return self._lanes.enqueue(room_id, _Send(actor, room_id, draft, connection_id))
 
-    async def _write(self, batch: list[_Send]) -> list[schemas.Message | ChatError]:
+    async def _write(self, batch: list[_Send], turn: Turn) -> list[schemas.Message | ChatError]:
         # Almost always one statement (`batched.send_all`). Idempotency keys are looked
         # up only when a key met one already stored (a client's retry, or the same key
         # sent concurrently elsewhere) or repeats within the batch: rare, and then the
@@ -100,9 +100,11 @@ class MessageWriter:
         if len({item.key for item in batch}) == len(batch):
             try:
                 async with self._work(in_transaction=False) as work:
-                    return await self._store_at_once(work, batch)
+                    return await self._store_at_once(work, batch, turn)
             except batched.KeyTaken:
                 pass
+        # Committed only as the transaction ends: too late to start the next batch early.
+        await turn.in_turn()
         for attempt in range(RETRIES):
             try:
                 async with self._work() as work:
@@ -113,10 +115,11 @@ class MessageWriter:
         raise AssertionError("unreachable")
 
     async def _store_at_once(
-        self, work: BatchWork, batch: list[_Send]
+        self, work: BatchWork, batch: list[_Send], turn: Turn
     ) -> list[schemas.Message | ChatError]:
         rows = [_row(item) for item in batch]
         stored = await batched.send_all(work.db, rows)
+        await turn.stored()
         answers: list[schemas.Message | ChatError] = []
         for item, row in zip(batch, rows, strict=True):
             got = stored.get(row["id"])
