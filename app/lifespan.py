@@ -116,8 +116,9 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         heartbeat.start()
         stack.push_async_callback(heartbeat.stop)
         limits = Limits.from_settings(settings)
-        # The lanes' own pool: two connections per write lane (one batch answering while the
-        # next is in PostgreSQL, see `Turn`), one per lane of the reads.
+        # The lanes' own pool: two connections per lane of each of the two writers (one
+        # batch answering while the next is in PostgreSQL, see `Turn`), one per lane of
+        # the reads.
         lanes_engine = make_engine(
             database_url,
             settings,
