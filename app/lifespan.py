@@ -103,7 +103,9 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         loop_lag = LoopLag(settings.typing_shed_lag_ms / 1000, on_sample=metrics.loop_lag.set)
         loop_lag.start()
         stack.callback(loop_lag.stop)
-        fanout = Fanout(bus, instance_id, metrics, loop_lag)
+        fanout = Fanout(
+            bus, instance_id, metrics, loop_lag, order_hold_s=settings.order_hold_ms / 1000
+        )
         sessions = make_sessionmaker(engine)
         fanout.recheck_watches = functools.partial(watches.recheck, sessions, fanout)
         store = RedisPresence(redis, grace_s=2 * settings.heartbeat_s)

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # Typing indicators are dropped while the event loop runs this late (they are advisory
     # and the next refresh repeats them), so chat keeps its latency under a typing storm.
     typing_shed_lag_ms: float = 10.0
+    # How long a room's new message may wait for an earlier one still on its way from
+    # another instance, so that members get them in seq order (app/ws/room_order.py).
+    order_hold_ms: float = Field(default=500.0, ge=0)
 
     # Content limits.
     max_body_chars: int = 4000

@@ -15,3 +15,12 @@ def test_write_lanes_default_to_one() -> None:
 def test_zero_write_lanes_are_refused() -> None:
     with pytest.raises(ValidationError):
         Settings(write_lanes=0)
+
+
+def test_the_order_hold_defaults_to_half_a_second() -> None:
+    assert Settings().order_hold_ms == 500
+
+
+def test_a_negative_order_hold_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(order_hold_ms=-1)

@@ -16,6 +16,8 @@ class RoomMessage:
     skip_user: str | None = None
     # May be dropped while the service is behind: the next event repeats it (typing).
     advisory: bool = False
+    # A new message's `seq`: a room's new messages are pushed in this order.
+    seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,7 +172,10 @@ class MessageWriter:
     def _announce(work: BatchWork, item: _Send, message: schemas.Message) -> None:
         work.log.emit(
             RoomMessage(
-                str(message.room_id), pushes.message(message), skip_connection=item.connection_id
+                str(message.room_id),
+                pushes.message(message),
+                skip_connection=item.connection_id,
+                seq=message.seq,
             )
         )
 

@@ -5,7 +5,8 @@ for the other instances (a channel only this instance follows is not published a
 an echo that does arrive is ignored). An instance subscribes to a room's or user's
 channel only while one of its connections follows it, so it receives only what its own
 sockets need. A frame is serialized once and the same text is queued
-for every socket that gets it.
+for every socket that gets it. A room's new messages, from here or from the bus, go out
+in `seq` order (`RoomOrder`).
 
 Advisory events (typing) are dropped, not delivered or published, while this instance's
 event loop is behind; on arrival from the bus, likewise. Chat then keeps its latency
@@ -29,16 +30,26 @@ from app.infra.loop_lag import LoopLag
 from app.infra.metrics import Metrics
 from app.ws.connection import Connection
 from app.ws.protocol import text_frame
+from app.ws.room_order import RoomOrder
 
 log = structlog.get_logger(__name__)
 
 RESYNC = orjson.dumps({"type": "resync"}).decode()
 RECHECK_WAIT_S = 1.0
+ORDER_HOLD_S = 0.5
+# A room push: the room, the frame's JSON, and who is skipped (a connection, a user).
+_RoomPush = tuple[str, bytes, str | None, str | None]
 
 
 class Fanout:
     def __init__(
-        self, bus: RedisBus, instance_id: str, metrics: Metrics, loop_lag: LoopLag
+        self,
+        bus: RedisBus,
+        instance_id: str,
+        metrics: Metrics,
+        loop_lag: LoopLag,
+        *,
+        order_hold_s: float = ORDER_HOLD_S,
     ) -> None:
         self._bus = bus
         self._loop_lag = loop_lag
@@ -48,6 +59,8 @@ class Fanout:
         self._by_user: dict[str, set[Connection]] = {}
         self._by_room: dict[str, set[Connection]] = {}
         self._watchers: dict[str, set[Connection]] = {}
+        # A room's new messages waiting for an earlier one (see `app.ws.room_order`).
+        self._order: RoomOrder[_RoomPush] = RoomOrder(order_hold_s, self._release)
         # Set once the services exist: re-checks what connections may watch.
         self.recheck_watches: Callable[[list[Connection]], Coroutine[Any, Any, None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -122,6 +135,7 @@ class Fanout:
                 conn.rooms.discard(room_id)
             if not followers:
                 self._by_room.pop(room_id, None)
+                self._order.forget(room_id)
                 gone.append(channels.room(room_id))
         await self._bus.unsubscribe(gone)
 
@@ -134,11 +148,11 @@ class Fanout:
         header: dict[str, Any]
         for event in events:
             match event:
-                case RoomMessage(room_id, frame, skip_connection, skip_user, advisory):
+                case RoomMessage(room_id, frame, skip_connection, skip_user, advisory, seq):
                     if advisory and self._shed():
                         continue
                     data = orjson.dumps(frame)
-                    self._to_room(room_id, data, skip_connection, skip_user)
+                    self._to_room_in_order(room_id, seq, data, skip_connection, skip_user)
                     header = {
                         "o": self._instance_id,
                         "s": skip_connection,
@@ -147,6 +161,8 @@ class Fanout:
                     }
                     if advisory:
                         header["a"] = 1
+                    if seq is not None:
+                        header["q"] = seq
                     outgoing.append((channels.room(room_id), envelope.encode(header, data)))
                 case UserFrame(user_ids, frame, skip_connection):
                     data = orjson.dumps(frame)
@@ -176,6 +192,23 @@ class Fanout:
 
     # Each takes the frame's JSON once and hands every socket the same text and the same
     # encoded WebSocket frame.
+
+    def _to_room_in_order(
+        self,
+        room_id: str,
+        seq: int | None,
+        data: bytes,
+        skip_connection: str | None,
+        skip_user: str | None,
+    ) -> None:
+        push = (room_id, data, skip_connection, skip_user)
+        if seq is None:
+            self._release(push)
+        else:
+            self._order.arrive(room_id, seq, push)
+
+    def _release(self, push: _RoomPush) -> None:
+        self._to_room(*push)
 
     def _to_room(
         self, room_id: str, data: bytes, skip_connection: str | None, skip_user: str | None
@@ -248,7 +281,9 @@ class Fanout:
             # Publish on one instance to delivery on this one: the bus's share of latency.
             self._metrics.fanout_latency.observe(max(0.0, time.time() - header["t"]))
         if kind == "room":
-            self._to_room(key, frame, skip, header.get("u"))
+            seq = header.get("q")
+            seq = seq if type(seq) is int else None  # from an instance that sends none
+            self._to_room_in_order(key, seq, frame, skip, header.get("u"))
         elif kind == "watch":
             if "m" in header:
                 await self._recheck_first(self._watchers.get(key, ()))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
@@ -20,35 +19,14 @@ from app.infra.metrics import Metrics
 from app.ws.connection import Connection
 from app.ws.fanout import Fanout
 from tests.support import new_user_id
+from tests.ws.stand_ins import WAIT_S, Lag, Socket
 
 ROOM = "room-shedding"
-WAIT_S = 5.0
-
-
-@dataclass
-class Lag:
-    """Stands in for the loop-lag monitor: whether the loop is behind is the test's call."""
-
-    behind: bool = True
-
-
-@dataclass(eq=False)
-class Socket:
-    """A local connection that records what is pushed to it."""
-
-    user_id: str
-    id: str = field(default_factory=lambda: new_user_id("conn"))
-    rooms: set[str] = field(default_factory=set)
-    watching: set[str] = field(default_factory=set)
-    frames: list[dict[str, Any]] = field(default_factory=list)
-
-    def push(self, text: str, wire: bytes | None = None) -> None:
-        self.frames.append(orjson.loads(text))
 
 
 @pytest.fixture
 def lag() -> Lag:
-    return Lag()
+    return Lag(behind=True)
 
 
 @pytest.fixture
