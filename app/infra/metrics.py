@@ -67,6 +67,12 @@ class Metrics:
             "How late the event loop ran a timer at the last sample.",
             registry=r,
         )
+        self.messages_held = Counter(
+            "chat_messages_held_total",
+            "New messages that waited for an earlier one of their room, still on its way "
+            "from another instance, before being pushed.",
+            registry=r,
+        )
         self.publishes_skipped = Counter(
             "chat_bus_publishes_skipped_total",
             "Publishes not sent because no other instance subscribes to their channel.",

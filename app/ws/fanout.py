@@ -60,7 +60,9 @@ class Fanout:
         self._by_room: dict[str, set[Connection]] = {}
         self._watchers: dict[str, set[Connection]] = {}
         # A room's new messages waiting for an earlier one (see `app.ws.room_order`).
-        self._order: RoomOrder[_RoomPush] = RoomOrder(order_hold_s, self._release)
+        self._order: RoomOrder[_RoomPush] = RoomOrder(
+            order_hold_s, self._release, metrics.messages_held.inc
+        )
         # Set once the services exist: re-checks what connections may watch.
         self.recheck_watches: Callable[[list[Connection]], Coroutine[Any, Any, None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()

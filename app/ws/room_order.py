@@ -33,9 +33,12 @@ class _Room(Generic[T]):
 
 
 class RoomOrder(Generic[T]):
-    def __init__(self, hold_s: float, release: Callable[[T], None]) -> None:
+    def __init__(
+        self, hold_s: float, release: Callable[[T], None], on_held: Callable[[], None]
+    ) -> None:
         self._hold_s = hold_s
         self._release = release
+        self._on_held = on_held
         self._rooms: dict[str, _Room[T]] = {}
 
     def arrive(self, room_id: str, seq: int, item: T) -> None:
@@ -52,6 +55,7 @@ class RoomOrder(Generic[T]):
             self._release_following(room)
         else:
             room.held[seq] = item
+            self._on_held()
             if room.timer is None:
                 loop = asyncio.get_running_loop()
                 room.timer = loop.call_later(self._hold_s, self._give_up_waiting, room_id)

@@ -24,8 +24,12 @@ HOLD_S = 0.1
 
 
 @pytest.fixture
-async def fanout(redis: Redis) -> Fanout:
-    metrics = Metrics()
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+async def fanout(redis: Redis, metrics: Metrics) -> Fanout:
     bus = RedisBus(redis, metrics, channels.instance("order"), heartbeat_s=10)
     return Fanout(bus, "order", metrics, cast(LoopLag, Lag()), order_hold_s=HOLD_S)
 
@@ -70,6 +74,16 @@ async def test_a_message_sent_here_waits_for_an_earlier_one_still_coming_from_an
 
     await sent_elsewhere(fanout, 8, message(8))
     assert bob.seqs == [7, 8, 9]
+
+
+async def test_a_message_that_waits_is_counted(
+    fanout: Fanout, bob: Socket, metrics: Metrics
+) -> None:
+    await sent_here(fanout, 1)
+    await sent_here(fanout, 2)
+    await sent_here(fanout, 4)
+
+    assert metrics.messages_held._value.get() == 1
 
 
 async def test_a_gap_that_does_not_fill_releases_the_waiting_messages_in_order_after_the_hold(
