@@ -203,11 +203,7 @@ class Fanout:
         skip_connection: str | None,
         skip_user: str | None,
     ) -> None:
-        push = (room_id, data, skip_connection, skip_user)
-        if seq is None:
-            self._release(push)
-        else:
-            self._order.arrive(room_id, seq, push)
+        self._order.arrive(room_id, seq, (room_id, data, skip_connection, skip_user))
 
     def _release(self, push: _RoomPush) -> None:
         self._to_room(*push)

@@ -11,7 +11,9 @@ A gap that does not fill within `hold_s` (a publish lost while Redis was away, a
 which every client is told to `sync` anyway) releases what waits, in order: a message is
 held back for a while at most, never lost. A message below the expected `seq` (one that
 came after that release, or was sent before this instance followed the room) goes out at
-once. The first message an instance sees in a room sets where it starts.
+once. The first message an instance sees in a room sets where it starts. The room's
+other frames (an edit, a member added) carry no new `seq`: they go out at once, unless
+something waits, and then right behind it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ class _Room(Generic[T]):
 
     def __init__(self, next_seq: int) -> None:
         self.next_seq = next_seq
-        self.held: dict[int, T] = {}
+        # By seq: the message, then the room's other frames that came after it while it
+        # waited (an edit of it, say), which must not overtake it.
+        self.held: dict[int, list[T]] = {}
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -41,10 +45,16 @@ class RoomOrder(Generic[T]):
         self._on_held = on_held
         self._rooms: dict[str, _Room[T]] = {}
 
-    def arrive(self, room_id: str, seq: int, item: T) -> None:
-        """Release `item` now, unless a message before it has yet to come."""
+    def arrive(self, room_id: str, seq: int | None, item: T) -> None:
+        """Release `item` now, unless a message before it has yet to come. `seq` is a new
+        message's; any other frame of the room (None) waits only behind what waits."""
         room = self._rooms.get(room_id)
-        if room is None:
+        if seq is None:
+            if room is not None and room.held:
+                room.held[max(room.held)].append(item)
+            else:
+                self._release(item)
+        elif room is None:
             self._rooms[room_id] = _Room(seq + 1)
             self._release(item)
         elif seq < room.next_seq:
@@ -54,7 +64,7 @@ class RoomOrder(Generic[T]):
             self._release(item)
             self._release_following(room)
         else:
-            room.held[seq] = item
+            room.held[seq] = [item]
             self._on_held()
             if room.timer is None:
                 loop = asyncio.get_running_loop()
@@ -67,9 +77,9 @@ class RoomOrder(Generic[T]):
             room.timer.cancel()
 
     def _release_following(self, room: _Room[T]) -> None:
-        while (item := room.held.pop(room.next_seq, None)) is not None:
+        while (items := room.held.pop(room.next_seq, None)) is not None:
             room.next_seq += 1
-            self._release(item)
+            self._release_all(items)
         if not room.held and room.timer is not None:
             room.timer.cancel()
             room.timer = None
@@ -82,4 +92,8 @@ class RoomOrder(Generic[T]):
         held, room.held = room.held, {}
         for seq in sorted(held):
             room.next_seq = seq + 1
-            self._release(held[seq])
+            self._release_all(held[seq])
+
+    def _release_all(self, items: list[T]) -> None:
+        for item in items:
+            self._release(item)

@@ -45,6 +45,10 @@ def message(seq: int) -> dict[str, Any]:
     return {"type": "message", "message": {"seq": seq}}
 
 
+def edited(seq: int) -> dict[str, Any]:
+    return {"type": "message.updated", "message": {"seq": seq}}
+
+
 async def sent_here(fanout: Fanout, seq: int) -> None:
     await fanout.publish([RoomMessage(ROOM, message(seq), seq=seq)])
 
@@ -109,13 +113,32 @@ async def test_a_message_that_comes_after_its_gap_was_given_up_on_is_pushed_at_o
     assert bob.seqs == [1, 3, 2]
 
 
-async def test_frames_without_a_seq_are_never_held(fanout: Fanout, bob: Socket) -> None:
+async def test_a_frame_without_a_seq_goes_out_at_once_when_nothing_waits(
+    fanout: Fanout, bob: Socket
+) -> None:
     await sent_here(fanout, 1)
-    await sent_here(fanout, 3)
 
-    await sent_elsewhere(fanout, None, {"type": "message.updated", "message": {"seq": 1}})
+    await sent_elsewhere(fanout, None, edited(1))
 
     assert [f["type"] for f in bob.frames] == ["message", "message.updated"]
+
+
+async def test_an_edit_of_a_waiting_message_does_not_overtake_it(
+    fanout: Fanout, bob: Socket
+) -> None:
+    await sent_here(fanout, 1)
+    await sent_here(fanout, 3)
+    await fanout.publish([RoomMessage(ROOM, edited(3))])
+    assert [f["type"] for f in bob.frames] == ["message"]
+
+    await sent_elsewhere(fanout, 2, message(2))
+
+    assert [(f["type"], f["message"]["seq"]) for f in bob.frames] == [
+        ("message", 1),
+        ("message", 2),
+        ("message", 3),
+        ("message.updated", 3),
+    ]
 
 
 async def test_a_room_followed_again_starts_from_the_first_message_it_sees(
