@@ -171,7 +171,9 @@ class PongFrame(ServerFrame):
 
 
 class MessageFrame(ServerFrame):
-    """A new message in a room the connection's user belongs to."""
+    """A new message in a room the connection's user belongs to. A room's new messages
+    arrive in `seq` order, whichever instance they were sent on; a client that sees a
+    `seq` skipped gets the missing ones with `sync`."""
 
     type: Literal["message"]
     message: schemas.Message
