@@ -36,7 +36,6 @@ log = structlog.get_logger(__name__)
 
 RESYNC = orjson.dumps({"type": "resync"}).decode()
 RECHECK_WAIT_S = 1.0
-ORDER_HOLD_S = 0.5
 # A room push: the room, the frame's JSON, and who is skipped (a connection, a user).
 _RoomPush = tuple[str, bytes, str | None, str | None]
 
@@ -49,7 +48,7 @@ class Fanout:
         metrics: Metrics,
         loop_lag: LoopLag,
         *,
-        order_hold_s: float = ORDER_HOLD_S,
+        order_hold_s: float,
     ) -> None:
         self._bus = bus
         self._loop_lag = loop_lag

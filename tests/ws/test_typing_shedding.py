@@ -37,7 +37,7 @@ def metrics() -> Metrics:
 @pytest.fixture
 async def fanout(redis: Redis, lag: Lag, metrics: Metrics) -> Fanout:
     bus = RedisBus(redis, metrics, channels.instance("shedding"), heartbeat_s=10)
-    return Fanout(bus, "shedding", metrics, cast(LoopLag, lag))
+    return Fanout(bus, "shedding", metrics, cast(LoopLag, lag), order_hold_s=0.5)
 
 
 async def listener(fanout: Fanout) -> Socket:
