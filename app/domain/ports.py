@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +33,15 @@ class PresenceStore(PresenceReader, Protocol):
     async def connect(self, user_id: str, connection_id: str, max_connections: int) -> int: ...
 
     async def disconnect(self, user_id: str, connection_id: str) -> bool: ...
+
+
+class PresenceRegistry(PresenceStore, Protocol):
+    """The same registry as each instance's heartbeat keeps it: vouching for this
+    instance's connections, and sweeping out those no instance vouches for any more."""
+
+    async def refresh(self, connections: Sequence[tuple[str, str]]) -> list[str]: ...
+
+    async def sweep(self, limit: int = 1000) -> tuple[int, list[tuple[str, datetime]]]: ...
 
 
 @dataclass(slots=True)

@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 
 from app import background
 from app.domain import presence
+from app.domain.ports import PresenceRegistry
 from app.infra.metrics import Metrics
-from app.infra.presence.redis import RedisPresence
 from app.work import UnitOfWorkFactory
 from app.ws.fanout import Fanout
 
@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 class Heartbeat:
     def __init__(
         self,
-        store: RedisPresence,
+        store: PresenceRegistry,
         fanout: Fanout,
         work: UnitOfWorkFactory,
         metrics: Metrics,

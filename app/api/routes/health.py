@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
-from sqlalchemy import text
 
 from app.api.deps import ServicesDep
+from app.infra.probes import probe_stores
 from app.serialization import FastJSONResponse
 
 router = APIRouter(tags=["health"])
@@ -32,14 +30,6 @@ async def health() -> Health:
     return Health(status="ok")
 
 
-async def _probe(check: asyncio.Future[object] | object) -> bool:
-    try:
-        await asyncio.wait_for(check, PROBE_TIMEOUT_S)  # type: ignore[arg-type]
-    except Exception:  # any failure of a probe means "not ready", whatever its kind
-        return False
-    return True
-
-
 @router.get(
     "/readyz",
     name="get_readiness",
@@ -48,14 +38,11 @@ async def _probe(check: asyncio.Future[object] | object) -> bool:
 )
 async def ready(services: ServicesDep) -> Response:
     """PostgreSQL and Redis both answer (503 otherwise)."""
-
-    async def postgres() -> None:
-        async with services.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-
-    pg, redis = await asyncio.gather(_probe(postgres()), _probe(services.redis.ping()))
-    body = Readiness(status="ready" if pg and redis else "degraded", postgres=pg, redis=redis)
-    return FastJSONResponse(body.model_dump(), status_code=200 if pg and redis else 503)
+    answer = await probe_stores(services.engine, services.redis, PROBE_TIMEOUT_S)
+    body = Readiness(
+        status="ready" if answer.all else "degraded", postgres=answer.postgres, redis=answer.redis
+    )
+    return FastJSONResponse(body.model_dump(), status_code=200 if answer.all else 503)
 
 
 @router.get(
