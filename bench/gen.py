@@ -194,6 +194,10 @@ class Pool:
     def __len__(self) -> int:
         return len(self._pipes)
 
+    @property
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self._procs]
+
     async def call(
         self, command: str, args: dict[str, Any] | Sequence[dict[str, Any]] | None = None
     ) -> list[dict[str, Any]]:

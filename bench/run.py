@@ -36,6 +36,7 @@ from bench.harness import (
     raise_fd_limit,
     reference_loop_ms,
 )
+from bench.timeline import Sampler, due_and_latency, idle_cores_s, processes, render, timeline
 
 # Per workload: option -> (full default, --quick default).
 DEFAULTS: dict[str, dict[str, tuple[Any, Any]]] = {
@@ -149,6 +150,48 @@ def run_id() -> str:
     return uuid.uuid4().hex[:6]
 
 
+def sampler(args: argparse.Namespace, cluster: Cluster, pool: Pool) -> Sampler | None:
+    """What `--timeline S` reads every S seconds while a step runs (None without it)."""
+    if not args.timeline:
+        return None
+
+    def stores() -> float:
+        return sum(v or 0.0 for v in cluster.store_cpu_s().values())
+
+    meters = {
+        "server": cluster.server_cpu_s,
+        # Runnable but not running: the server waited for a core.
+        "server_waiting": cluster.server_wait_s,
+        "stores": stores,
+        "generator": processes(pool.pids),
+        "idle": idle_cores_s,
+    }
+    return Sampler(meters, args.timeline)
+
+
+async def measured(
+    sampling: Sampler | None, call: Awaitable[list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    if sampling is None:
+        return await call
+    sampling.start()
+    try:
+        return await call
+    finally:
+        await sampling.stop()
+
+
+def with_timeline(
+    step: dict[str, Any],
+    sampling: Sampler | None,
+    results: Sequence[dict[str, Any]],
+    start_at: float,
+) -> None:
+    if sampling is not None:
+        step["timeline"] = timeline(due_and_latency(results), start_at, sampling)
+        say("timeline (by when each message was due):\n" + render(step["timeline"]))
+
+
 # ---- dm --------------------------------------------------------------------------------
 
 
@@ -173,6 +216,7 @@ async def dm(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
     shares = [c for c in chunks(specs, min(args.procs, len(specs))) if c]
     pool = Pool("bench.workers:DmWorker", [{"pairs": c, "ack_ms": args.ack_ms} for c in shares])
     steps = []
+    sampling = sampler(args, cluster, pool)
     try:
         await pool.call("connect")
         say(f"dm: {2 * len(specs)} connections open")
@@ -190,7 +234,7 @@ async def dm(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
                 for share in shares
             ]
             before = cluster.snapshot()
-            results = await pool.call("step", step_args)
+            results = await measured(sampling, pool.call("step", step_args))
             after = cluster.snapshot()
             received = summed(results, "received")
             lat, ack_lat = merged(results, "lat"), merged(results, "ack_lat")
@@ -213,6 +257,7 @@ async def dm(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
                 **generator_figures(results),
             }
             step["overloaded"] = overloaded(step["shed"], lat, rate)
+            with_timeline(step, sampling, results, start_at)
             steps.append(step)
             say(
                 f"dm {rate:g}/s: delivered {step['delivered_msgs_s']}/s, p50 "
@@ -273,14 +318,15 @@ async def group_step(
         "typing": typing,
         "max_backlog": max(1, int(rate_per_room * rooms_per_worker * MAX_BACKLOG_S)),
     }
+    sampling = sampler(args, cluster, pool)
     before = cluster.snapshot()
-    results = await pool.call("step", step_args)
+    results = await measured(sampling, pool.call("step", step_args))
     after = cluster.snapshot()
     deliveries = summed(results, "deliveries")
     lat, last = merged(results, "lat"), merged(results, "last_member_lat")
     missing, dups = summed(results, "missing"), summed(results, "duplicates")
     shed = summed(results, "shed")
-    return {
+    step = {
         "rate_per_room": rate_per_room,
         "overloaded": overloaded(shed, lat, rate_per_room),
         "sent": summed(results, "sent"),
@@ -302,6 +348,8 @@ async def group_step(
         **cpu_figures(before, after, deliveries, "deliveries"),
         **generator_figures(results),
     }
+    with_timeline(step, sampling, results, start_at)
+    return step
 
 
 async def connect_all(pool: Pool, what: str) -> dict[str, Any]:
@@ -611,12 +659,21 @@ def parser() -> argparse.ArgumentParser:
         )
         return p
 
+    def stepped(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--timeline",
+            type=float,
+            metavar="S",
+            help="print each step interval by interval (S seconds): latency, cores used",
+        )
+
     p = add("dm", "direct rooms, open-loop sends at stepped total rates")
     p.add_argument("--pairs", type=int)
     p.add_argument("--rates", help="total msgs/s per step, comma-separated")
     p.add_argument("--step-s", type=float)
     p.add_argument("--ack-ms", type=int, help="delivered-ack coalescing interval")
     p.add_argument("--drain-s", type=float)
+    stepped(p)
 
     p = add("fanout", "R rooms x M members, one sender per room, stepped per-room rate")
     p.add_argument("--rooms", type=int)
@@ -625,6 +682,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--step-s", type=float)
     p.add_argument("--ack-ms", type=int, help="delivered-ack coalescing (0: no acks)")
     p.add_argument("--drain-s", type=float)
+    stepped(p)
 
     p = add("idle", "N idle connections watching presence, stepped N")
     p.add_argument("--steps", help="connection counts, comma-separated")
@@ -648,6 +706,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--step-s", type=float)
     p.add_argument("--ack-ms", type=int)
     p.add_argument("--drain-s", type=float)
+    stepped(p)
     return top
 
 

@@ -139,6 +139,7 @@ class DmWorker:
         self.acked: set[tuple[str, int]] = set()
         self.received: set[tuple[str, int]] = set()
         self.lat = array("d")
+        self.due = array("d")  # when each message of `lat` was due, for the timeline
         self.ack_lat = array("d")
         self.errors: Counter[str] = Counter()
         self.other: Counter[str] = Counter()
@@ -180,6 +181,7 @@ class DmWorker:
                 return
             self.received.add((room_id, seq))
             self.lat.append(now - float(due))
+            self.due.append(float(due))
             self.last_recv = now
         elif kind == "ack":
             frame_id = data.get("id")
@@ -244,6 +246,7 @@ class DmWorker:
             "errors": dict(self.errors),
             "other_frames": dict(self.other),
             "lat": self.lat.tobytes(),
+            "due": self.due.tobytes(),
             "ack_lat": self.ack_lat.tobytes(),
             "sent_until": sent_until,
             "last_recv": self.last_recv,
@@ -303,6 +306,7 @@ class GroupWorker:
         self.acked: dict[tuple[int, int], float] = {}
         self.deliveries: dict[tuple[int, int], list[float]] = {}
         self.lat = array("d")
+        self.due = array("d")  # when each delivery of `lat` was due, for the timeline
         self.errors: Counter[str] = Counter()
         self.other: Counter[str] = Counter()
         self.dups = self.ooo = self.stale = 0
@@ -355,6 +359,7 @@ class GroupWorker:
                 return
             self.deliveries.setdefault((member.room, seq), []).append(now)
             self.lat.append(now - float(due))
+            self.due.append(float(due))
             self.last_recv = now
         elif kind == "typing":
             self.typing_in += 1
@@ -457,6 +462,7 @@ class GroupWorker:
             "typing_out": self.typing_out,
             "typing_in": self.typing_in,
             "lat": self.lat.tobytes(),
+            "due": self.due.tobytes(),
             "last_member_lat": last_member.tobytes(),
             "sent_until": sent_until,
             "last_recv": self.last_recv,
@@ -616,6 +622,7 @@ class GroupWorker:
         figures["missed_not_back"] = missed[False]
         figures.pop("lat")
         figures.pop("last_member_lat")
+        figures.pop("due")
         return figures
 
     async def cmd_sample(self, per_room: int, rooms: int = 5) -> dict[str, Any]:
