@@ -45,13 +45,16 @@ async def history(
     if not 1 <= limit <= limits.max_page_size:
         raise ValidationFailed(f"limit must be between 1 and {limits.max_page_size}")
     await require_member(work.session, room_id, actor.user_id)
-    rows = await messages.page(work.session, room_id, before=before, after=after, limit=limit)
+    # One row past the page says whether another page follows (null on the last one).
+    rows = await messages.page(work.session, room_id, before=before, after=after, limit=limit + 1)
     items = [views.message(row) for row in rows]
-    next_cursor = None
-    if len(items) == limit:
-        edge = items[-1].seq if after is not None else items[0].seq
-        if after is not None or edge > 1:
-            next_cursor = str(edge)
+    more = len(items) > limit
+    if after is not None:
+        items = items[:limit]
+        next_cursor = str(items[-1].seq) if more else None
+    else:
+        items = items[-limit:]
+        next_cursor = str(items[0].seq) if more else None
     return schemas.MessagePage(items=items, next_cursor=next_cursor)
 
 

@@ -135,12 +135,13 @@ async def message_receipts(
     if row is None:
         raise MessageNotFound("no such message in this room")
     after_user = str(cursors.decode(cursor, 1)[0]) if cursor is not None else None
+    # One row past the page says whether another page follows (null on the last one).
     rows = await receipts.recipients_status(
-        work.session, room_id, row["seq"], row["sender_id"], after_user, limit
+        work.session, room_id, row["seq"], row["sender_id"], after_user, limit + 1
     )
     items = [
         schemas.Receipt(user_id=r["user_id"], delivered_at=r["delivered_at"], read_at=r["read_at"])
-        for r in rows
+        for r in rows[:limit]
     ]
-    next_cursor = cursors.encode(items[-1].user_id) if len(items) == limit else None
+    next_cursor = cursors.encode(items[-1].user_id) if len(rows) > limit else None
     return schemas.ReceiptPage(items=items, next_cursor=next_cursor)

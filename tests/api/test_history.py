@@ -71,6 +71,22 @@ async def test_after_gives_the_oldest_above_it_ascending(
     assert seqs(await page(api, user, room_id, after=25, limit=10)) == []
 
 
+async def test_a_page_that_ends_exactly_at_the_newest_message_has_no_next_cursor(
+    api: Api, filled_room: tuple[str, str]
+) -> None:
+    room_id, user = filled_room
+    assert (await page(api, user, room_id, after=20, limit=5))["next_cursor"] is None
+    assert (await page(api, user, room_id, after=19, limit=5))["next_cursor"] == "24"
+
+
+async def test_a_page_that_ends_exactly_at_the_first_message_has_no_next_cursor(
+    api: Api, filled_room: tuple[str, str]
+) -> None:
+    room_id, user = filled_room
+    assert (await page(api, user, room_id, before=6, limit=5))["next_cursor"] is None
+    assert (await page(api, user, room_id, before=7, limit=5))["next_cursor"] == "2"
+
+
 async def test_walking_backwards_with_before_covers_every_seq_once(
     api: Api, filled_room: tuple[str, str]
 ) -> None:

@@ -143,6 +143,23 @@ async def test_receipts_pagination_with_limit_1_walks_every_recipient(api: Api) 
     assert seen == others
 
 
+async def test_a_receipts_page_that_holds_the_last_recipient_has_no_next_cursor(
+    api: Api,
+) -> None:
+    owner = new_user_id("owner")
+    others = sorted(new_user_id(f"r{i}") for i in range(3))
+    room = await api.group(owner, *others)
+    sent = await api.send(owner, room["id"], "to all")
+    path = receipts_path(room["id"], sent["id"])
+
+    full = (await api.call(owner, "GET", path, params={"limit": 3})).json()
+    partial = (await api.call(owner, "GET", path, params={"limit": 2})).json()
+
+    assert ([r["user_id"] for r in full["items"]], full["next_cursor"]) == (others, None)
+    assert len(partial["items"]) == 2
+    assert partial["next_cursor"] is not None
+
+
 async def test_receipts_with_a_forged_cursor_are_rejected(api: Api) -> None:
     owner, member = new_user_id("owner"), new_user_id("m")
     room = await api.group(owner, member)
