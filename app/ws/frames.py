@@ -108,6 +108,21 @@ class FrameError(Exception):
         self.frame_id = frame_id
 
 
+def _id_of(data: dict[str, Any]) -> str | None:
+    frame_id = data.get("id")
+    return frame_id if isinstance(frame_id, str) and len(frame_id) <= 64 else None
+
+
+def id_of(raw: str | bytes) -> str | None:
+    """The `id` of a frame that is not otherwise read (refused before parsing), so its
+    error still names it; None when there is none to be had."""
+    try:
+        data: Any = orjson.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return _id_of(data) if isinstance(data, dict) else None
+
+
 def parse(raw: str | bytes) -> AnyClientFrame:
     try:
         data: Any = loads_strict(raw)
@@ -117,8 +132,7 @@ def parse(raw: str | bytes) -> AnyClientFrame:
         raise FrameError(ErrorCode.INVALID_FRAME, "frame is not valid JSON") from exc
     if not isinstance(data, dict):
         raise FrameError(ErrorCode.INVALID_FRAME, "a frame is a JSON object")
-    frame_id = data.get("id")
-    frame_id = frame_id if isinstance(frame_id, str) and len(frame_id) <= 64 else None
+    frame_id = _id_of(data)
     frame_type = data.get("type")
     if not isinstance(frame_type, str):
         raise FrameError(ErrorCode.INVALID_FRAME, "a frame needs a string `type`", frame_id)

@@ -111,8 +111,11 @@ class FrameReader:
                 connection.close(CLOSE_TOO_MANY, "too many frames")
                 return
             peer.services.metrics.rate_limited.inc()
+            retry_after_ms = int(wait * 1000) + 1
             answers.answer_now(
-                frames.dumps_error(None, ErrorCode.RATE_LIMITED, "slow down", int(wait * 1000) + 1)
+                frames.dumps_error(
+                    frames.id_of(raw), ErrorCode.RATE_LIMITED, "slow down", retry_after_ms
+                )
             )
             return
         self._strikes = 0

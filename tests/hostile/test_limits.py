@@ -257,6 +257,8 @@ async def test_frames_faster_than_frames_per_s_get_rate_limited_with_retry_after
     limited = [a for a in answers if a["type"] == "error"]
     assert FRAMES_PER_S <= len(pongs) < len(answers), answers
     assert limited, answers
+    # Each frame is answered once, under its own id, refused or not.
+    assert sorted(a["id"] for a in answers) == sorted(f"p{n}" for n in range(len(answers)))
     for error in limited:
         assert error["code"] == "RATE_LIMITED", error
         assert isinstance(error["retry_after_ms"], int), error
