@@ -10,7 +10,7 @@ instance can run it at once without a double or a lost offline event.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 
 import structlog
 from redis.exceptions import RedisError
@@ -85,12 +85,18 @@ class Heartbeat:
         offline = await self._settle_pending_leaves()
         came = await self._store.refresh(pairs)
         # A connection that closed while the refresh was on its way was just put back:
-        # take it out again (its leave already reported any transition), and say nothing
-        # of its user coming online.
+        # take it out again, and say nothing of its user coming online. Its leave, which
+        # reports the user going offline, may not have reached Redis yet: then this
+        # disconnect is the one that takes the user offline, and the leave will find
+        # nothing to report, so the offline is this tick's to announce. Unless the
+        # refresh itself had just put the user back online (the leave came first and
+        # reported it): then this only undoes the refresh.
         local = self._fanout.connections
         for connection_id, user_id in pairs:
             if connection_id not in local:
-                await self._store.disconnect(user_id, connection_id)
+                went = await self._store.disconnect(user_id, connection_id)
+                if went and user_id not in came:
+                    offline.append((user_id, datetime.now(UTC)))
         still_here = {user for connection_id, user in pairs if connection_id in local}
         came = [user for user in came if user in still_here]
         removed, swept = await self._store.sweep()
