@@ -24,6 +24,10 @@ from app.ws.fanout import Fanout
 
 log = structlog.get_logger(__name__)
 
+# Lapsed connections removed per Redis call, and calls per tick at most (a million).
+SWEEP_SLICE = 1000
+MAX_SWEEP_SLICES = 1000
+
 
 class Heartbeat:
     def __init__(
@@ -77,6 +81,19 @@ class Heartbeat:
                 raise
         return offline
 
+    async def _sweep_all(self) -> tuple[int, list[tuple[str, datetime]]]:
+        """Sweep in slices of SWEEP_SLICE (each one short in Redis) until none is full:
+        a dead instance's ten thousand users all go offline within this tick, not one
+        slice per tick."""
+        removed, offline = 0, []
+        for _ in range(MAX_SWEEP_SLICES):
+            count, swept = await self._store.sweep(SWEEP_SLICE)
+            removed += count
+            offline += swept
+            if count < SWEEP_SLICE:
+                break
+        return removed, offline
+
     async def tick(self) -> None:
         # A connection that stops answering is cut off by the WebSocket protocol's own
         # keepalive (a ping every heartbeat, a timeout of one: app/ws/protocol.py) and
@@ -99,7 +116,7 @@ class Heartbeat:
                     offline.append((user_id, datetime.now(UTC)))
         still_here = {user for connection_id, user in pairs if connection_id in local}
         came = [user for user in came if user in still_here]
-        removed, swept = await self._store.sweep()
+        removed, swept = await self._sweep_all()
         offline += swept
         self._metrics.sweeps.inc()
         self._metrics.dead_connections.inc(removed)

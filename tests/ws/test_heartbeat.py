@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -21,7 +22,7 @@ from app.infra.presence.redis import RedisPresence
 from app.infra.redis_client import make_redis
 from app.work import unit_of_work
 from app.ws.fanout import Fanout
-from app.ws.heartbeat import Heartbeat
+from app.ws.heartbeat import SWEEP_SLICE, Heartbeat
 from tests.support import Stores, new_user_id
 
 
@@ -140,3 +141,41 @@ async def test_a_leave_that_reaches_redis_before_the_refresh_is_not_announced_ag
 
     assert leave_went_offline
     assert watchers.offline(user) == 0
+
+
+@pytest.fixture
+async def redis_of_its_own(stores: Stores) -> AsyncIterator[Redis]:
+    """Another database of the test Redis: a sweep with no grace there cannot touch the
+    registry the other tests' instances keep."""
+    client = make_redis(urlunsplit(urlsplit(stores.redis_url)._replace(path="/9")), 10)
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.mark.usefixtures("client")
+async def test_one_tick_sweeps_every_lapsed_connection_not_one_slice(
+    stores: Stores, redis_of_its_own: Redis
+) -> None:
+    # A registry with no grace: every connection lapses at once, as a dead instance's do.
+    lapsing = RedisPresence(redis_of_its_own, grace_s=0)
+    users = [new_user_id("gone") for _ in range(SWEEP_SLICE * 2 + 10)]
+    for user in users:
+        await lapsing.connect(user, new_user_id("conn"), 5)
+    watchers = Watchers()
+    engine = create_async_engine(stores.database_url)
+    heartbeat = Heartbeat(
+        lapsing,
+        cast(Fanout, LocalConnections()),
+        lambda: unit_of_work(make_sessionmaker(engine), watchers),
+        Metrics(),
+        heartbeat_s=10,
+    )
+    try:
+        await heartbeat.tick()
+    finally:
+        await engine.dispose()
+
+    assert all(watchers.offline(user) == 1 for user in users)
+    assert await lapsing.online(users) == set()
