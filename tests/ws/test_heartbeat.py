@@ -81,6 +81,25 @@ async def redis(stores: Stores) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+async def _one_tick(stores: Stores, registry: RedisPresence, local: LocalConnections) -> Watchers:
+    """One heartbeat tick of an instance with these local connections; what it told."""
+    watchers = Watchers()
+    engine = create_async_engine(stores.database_url)
+    sessions = make_sessionmaker(engine)
+    heartbeat = Heartbeat(
+        registry,
+        cast(Fanout, local),
+        lambda: unit_of_work(sessions, watchers),
+        Metrics(),
+        heartbeat_s=10,
+    )
+    try:
+        await heartbeat.tick()
+    finally:
+        await engine.dispose()
+    return watchers
+
+
 async def _tick_racing_a_leave(
     stores: Stores, redis: Redis, *, leave_reaches_redis: str
 ) -> tuple[Watchers, bool, str]:
@@ -100,20 +119,7 @@ async def _tick_racing_a_leave(
             left.append(await presence.leave(store, user, connection_id))
 
     registry = LeaveDuringRefresh(store, leave, first=leave_reaches_redis == "before_refresh")
-    watchers = Watchers()
-    engine = create_async_engine(stores.database_url)
-    sessions = make_sessionmaker(engine)
-    heartbeat = Heartbeat(
-        cast(RedisPresence, registry),
-        cast(Fanout, local),
-        lambda: unit_of_work(sessions, watchers),
-        Metrics(),
-        heartbeat_s=10,
-    )
-    try:
-        await heartbeat.tick()
-    finally:
-        await engine.dispose()
+    watchers = await _one_tick(stores, cast(RedisPresence, registry), local)
     if leave_reaches_redis == "after_tick":
         left.append(await presence.leave(store, user, connection_id))
     return watchers, any(left), user
@@ -163,19 +169,7 @@ async def test_one_tick_sweeps_every_lapsed_connection_not_one_slice(
     users = [new_user_id("gone") for _ in range(SWEEP_SLICE * 2 + 10)]
     for user in users:
         await lapsing.connect(user, new_user_id("conn"), 5)
-    watchers = Watchers()
-    engine = create_async_engine(stores.database_url)
-    heartbeat = Heartbeat(
-        lapsing,
-        cast(Fanout, LocalConnections()),
-        lambda: unit_of_work(make_sessionmaker(engine), watchers),
-        Metrics(),
-        heartbeat_s=10,
-    )
-    try:
-        await heartbeat.tick()
-    finally:
-        await engine.dispose()
+    watchers = await _one_tick(stores, lapsing, LocalConnections())
 
     assert all(watchers.offline(user) == 1 for user in users)
     assert await lapsing.online(users) == set()
