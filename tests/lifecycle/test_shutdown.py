@@ -48,6 +48,8 @@ async def test_sigterm_closes_sockets_with_1001_and_loses_nothing_acknowledged(
                 reply = await sender.reply_to(await sender.send(frame))
                 if reply["type"] == "ack":
                     acked.append(reply["data"]["message"]["seq"])
+                elif reply.get("code") == "RATE_LIMITED":  # as a client should: wait
+                    await asyncio.sleep(reply["retry_after_ms"] / 1000)
 
         sending = asyncio.create_task(keep_sending())
         await asyncio.sleep(0.5)
