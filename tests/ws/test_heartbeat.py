@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.domain import presence
 from app.domain.events import Event, PresenceChanged
+from app.domain.ports import PresenceRegistry
 from app.infra.db.engine import make_sessionmaker
 from app.infra.metrics import Metrics
 from app.infra.presence.redis import RedisPresence
@@ -81,7 +82,9 @@ async def redis(stores: Stores) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-async def _one_tick(stores: Stores, registry: RedisPresence, local: LocalConnections) -> Watchers:
+async def _one_tick(
+    stores: Stores, registry: PresenceRegistry, local: LocalConnections
+) -> Watchers:
     """One heartbeat tick of an instance with these local connections; what it told."""
     watchers = Watchers()
     engine = create_async_engine(stores.database_url)
@@ -119,7 +122,7 @@ async def _tick_racing_a_leave(
             left.append(await presence.leave(store, user, connection_id))
 
     registry = LeaveDuringRefresh(store, leave, first=leave_reaches_redis == "before_refresh")
-    watchers = await _one_tick(stores, cast(RedisPresence, registry), local)
+    watchers = await _one_tick(stores, cast(PresenceRegistry, registry), local)
     if leave_reaches_redis == "after_tick":
         left.append(await presence.leave(store, user, connection_id))
     return watchers, any(left), user

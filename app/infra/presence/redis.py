@@ -80,7 +80,7 @@ class RedisPresence:
             came += [u.decode() if isinstance(u, bytes) else str(u) for u in result]
         return came
 
-    async def sweep(self, limit: int = 1000) -> tuple[int, list[tuple[str, datetime]]]:
+    async def sweep(self, limit: int) -> tuple[int, list[tuple[str, datetime]]]:
         """Remove lapsed connections. Returns how many, and (user, last sign of life) for
         each user this took offline."""
         result = await self._scripts["sweep"](args=[_now_ms(), self._grace_ms, limit])
