@@ -5,7 +5,8 @@ before it and the socket takes data (its buffer under the high-water mark): no t
 queue, for the common case of a client that keeps up. Otherwise it joins the outbox,
 which a writer task drains in order while there is a backlog. A client that stops
 reading cannot stall anyone else: when its outbox is full it is closed (it reconnects and
-`sync`s) instead of buffered forever.
+`sync`s) instead of buffered forever. A sender of many frames at once (a `sync`'s replay)
+waits for the backlog to shrink (`backlog_under`) instead of overflowing it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from app.ws.protocol import ChatWebSocketProtocol
 log = structlog.get_logger(__name__)
 
 CLOSE_TIMEOUT_S = 2.0
+CLOSE_TOO_SLOW = 4429
+TOO_SLOW_REASON = "not reading fast enough; reconnect and sync"
 
 
 class Connection:
@@ -55,6 +58,11 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         # The writer has taken a frame from the outbox and not yet written it.
         self._holding = False
+        # Frames the writer has written from the outbox: the client's progress, for those
+        # waiting for the backlog to shrink.
+        self._taken = 0
+        # Those waiting (`backlog_under`), each with the backlog it waits to go under.
+        self._waiters: list[tuple[int, asyncio.Future[None]]] | None = None
         self.close_code: int | None = None
         self._reason = ""
         self._deadline: asyncio.TimerHandle | None = None
@@ -96,6 +104,61 @@ class Connection:
                 self._idle = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._idle)
 
+    @property
+    def outbox_size(self) -> int:
+        return self._outbox_size
+
+    @property
+    def backlog(self) -> int:
+        """Frames queued for the writer and not yet written."""
+        outbox = self._outbox
+        return (len(outbox) if outbox else 0) + self._holding
+
+    async def backlog_under(self, frames: int, stall_s: float) -> bool:
+        """Wait until fewer than `frames` frames are queued: True; False once the
+        connection is closing instead (anything pushed now would be dropped).
+
+        It looks after one turn of the loop, so that frames pushed in this turn have
+        reached the transport and met its flow control. A client that takes no frame for
+        `stall_s` is not reading: it is closed as one whose outbox overflowed.
+        """
+        if frames < 1:
+            raise ValueError("no backlog is under 0 frames")
+        await asyncio.sleep(0)
+        while self.close_code is None and self.backlog >= frames:
+            taken = self._taken
+            if not await self._shrunk_under(frames, stall_s) and self._taken == taken:
+                log.warning("outbox_stalled", connection_id=self.id, user_id=self.user_id)
+                self.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
+        return self.close_code is None
+
+    async def _shrunk_under(self, frames: int, timeout_s: float) -> bool:
+        """Until the backlog is under `frames` or the connection closing: False if that
+        took longer than `timeout_s`."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (frames, waiter)
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(entry)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await waiter
+        except TimeoutError:
+            return False
+        finally:
+            if self._waiters is not None and entry in self._waiters:
+                self._waiters.remove(entry)
+        return True
+
+    def _wake_waiters(self) -> None:
+        waiters = self._waiters
+        if not waiters:
+            return
+        closing, backlog = self.close_code is not None, self.backlog
+        for frames, waiter in waiters:
+            if (closing or backlog < frames) and not waiter.done():
+                waiter.set_result(None)
+
     def push(self, text: str, wire: bytes | None = None) -> None:
         """Send a frame without waiting; a full outbox means the client is not keeping up.
         `wire`: the same frame encoded for the socket, when it goes to many."""
@@ -108,7 +171,7 @@ class Connection:
         outbox = self._backlog()
         if len(outbox) >= self._outbox_size:
             log.warning("outbox_overflow", connection_id=self.id, user_id=self.user_id)
-            self.close(4429, "not reading fast enough; reconnect and sync")
+            self.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
             return
         outbox.append(text)
         self._ensure_writer()
@@ -129,6 +192,7 @@ class Connection:
             return
         self.close_code = code
         self._reason = reason
+        self._wake_waiters()
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(CLOSE_TIMEOUT_S * 2, self._force_close)
         outbox = self._backlog()
@@ -150,6 +214,7 @@ class Connection:
     def _set_closed(self) -> None:
         if not self.closed.is_set():
             self.closed.set()
+            self._wake_waiters()
             if self.on_closed is not None:
                 self.on_closed()
 
@@ -164,6 +229,8 @@ class Connection:
                 self._holding = True
                 await self.protocol.send_text(text)
                 self._holding = False
+                self._taken += 1
+                self._wake_waiters()
         except asyncio.CancelledError:
             return
         except Exception:  # a write to a vanished peer; the protocol reports the end

@@ -58,14 +58,33 @@ async def on_sync(peer: Peer, frame: frames.SyncFrame) -> dict[str, Any]:
     async with peer.work() as work:
         result = await sync.sync(work, peer.actor, frame.cursors, frame.limit)
     await peer.services.watermark_writer.mark_all(result.acknowledged)
-    for message in result.messages:
-        peer.connection.push(frames.MessageFrame(type="message", message=message).model_dump_json())
+    # A replay cut short by a close is never acked: the ack is dropped with the rest.
+    await _replay(peer, result.messages)
     return {
         "rooms": {
             str(room_id): {"last_seq": r.last_seq, "has_more": r.has_more}
             for room_id, r in result.rooms.items()
         }
     }
+
+
+async def _replay(peer: Peer, messages: list[schemas.Message]) -> None:
+    """Push `messages`, in order, no faster than the client takes them.
+
+    A batch of a quarter of the outbox goes out only once less than a quarter waits, so a
+    replay never fills more than half of it: the other half is for live pushes meanwhile,
+    which still overflow it only as they would without a replay. A client that takes
+    nothing for two heartbeats (as long as the keepalive waits for a pong) is closed.
+    """
+    connection = peer.connection
+    batch = max(1, connection.outbox_size // 4)
+    stall_s = 2 * peer.services.settings.heartbeat_s
+    for start in range(0, len(messages), batch):
+        if not await connection.backlog_under(batch, stall_s):
+            return  # closing: the client reconnects and syncs again
+        for message in messages[start : start + batch]:
+            frame = frames.MessageFrame(type="message", message=message)
+            connection.push(frame.model_dump_json())
 
 
 def _hand_delivered(peer: Peer, frame: frames.DeliveredFrame) -> asyncio.Future[schemas.Watermarks]:

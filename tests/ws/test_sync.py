@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from typing import Any
+
+import orjson
+import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.cluster import (
     Client,
+    Fleet,
     Instance,
     Sockets,
     new_group,
     of_type,
+    open_unreading,
     rest,
     rest_send,
+    send_frame,
     send_history,
 )
-from tests.support import new_user_id
+from tests.support import Stores, new_user_id
+
+# An instance whose outbox holds far fewer frames than one sync replays, and with no
+# practical rate limit, so the history is sent quickly.
+OUTBOX_FRAMES = 16
+HISTORY = 200
+SEND_WINDOW = 20  # sends awaiting their ack at once, while the history is written
+# Big enough that the replay outgrows the kernel's and the transport's buffers, so what
+# the client has not read yet has to wait in the outbox.
+BODY = "s" * 3000
+# How long the client leaves the replay unread before it starts reading.
+READ_LATE_S = 1.0
+REPLAY_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def small_outbox(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    fleet = Fleet(stores, tmp_path_factory.mktemp("sync-small-outbox"))
+    try:
+        settings = {"outbox_frames": str(OUTBOX_FRAMES), "frames_per_s": "100000"}
+        yield fleet.start(small_outbox=settings)["small_outbox"]
+    finally:
+        fleet.stop()
 
 
 async def sync(
@@ -190,3 +221,42 @@ async def test_a_sync_cursor_for_a_room_the_caller_is_not_in_reveals_nothing(
 
     assert of_type(replayed, "message") == []
     assert room["id"] not in data["rooms"]
+
+
+async def test_a_sync_bigger_than_the_outbox_reaches_a_client_that_reads_late_whole_and_open(
+    small_outbox: Instance, sockets: Sockets
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(small_outbox, alice, bob)
+    sender = await sockets.open(small_outbox, alice, proxy=None)
+    for _ in range(0, HISTORY, SEND_WINDOW):
+        ids = [await sender.send(send_frame(room["id"], BODY)) for _ in range(SEND_WINDOW)]
+        for frame_id in ids:
+            assert (await sender.reply_to(frame_id))["type"] == "ack"
+    slow = await open_unreading(small_outbox, bob)
+    received: list[dict[str, Any]] = []
+    closed: ConnectionClosed | None = None
+    try:
+        assert orjson.loads(await slow.recv())["type"] == "hello"
+        sync_frame = {"type": "sync", "id": "s", "cursors": {room["id"]: 0}, "limit": HISTORY}
+        await slow.send(orjson.dumps(sync_frame).decode())
+        await asyncio.sleep(READ_LATE_S)  # the replay piles up behind the unread socket
+        async with asyncio.timeout(REPLAY_TIMEOUT_S):
+            while not received or received[-1].get("id") != "s":
+                received.append(orjson.loads(await slow.recv()))
+            await slow.send(orjson.dumps({"type": "ping", "id": "p"}).decode())
+            received.append(orjson.loads(await slow.recv()))
+    except ConnectionClosed as exc:
+        closed = exc
+    finally:
+        slow.transport.abort()
+
+    assert closed is None, f"closed after {len(received)} frames: {closed}"
+    *replayed, ack, pong = received
+    assert [f["message"]["seq"] for f in of_type(replayed, "message")] == list(
+        range(1, HISTORY + 1)
+    )
+    assert len(replayed) == HISTORY  # nothing else, nothing twice
+    assert ack["type"] == "ack"
+    assert ack["data"]["rooms"][room["id"]] == {"last_seq": HISTORY, "has_more": False}
+    assert pong == {"type": "pong", "id": "p"}
