@@ -10,7 +10,6 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Literal
 
 from app import schemas
@@ -45,7 +44,8 @@ async def mark_many(
 
     Marks of one member in one room coalesce (the highest wins). Each moved watermark
     writes one receipt row and is pushed to the reader's other connections and to the
-    senders of the messages it passed.
+    senders of the messages it passed, at the time the database recorded, never this
+    instance's: instances' clocks differ, and a batch may wait for its rows.
     """
     targets: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
     origin: dict[tuple[uuid.UUID, str], set[str | None]] = {}
@@ -56,8 +56,7 @@ async def mark_many(
         delivered, read = targets.get(key, (0, 0))
         targets[key] = (max(delivered, m.delivered), max(read, m.read))
         origin.setdefault(key, set()).add(m.connection_id)
-    at = datetime.now(UTC)
-    after = await batched.raise_watermarks(work.db, targets, at)
+    after = await batched.raise_watermarks(work.db, targets)
     await turn.stored()
     for (room, user), row in after.items():
         for kind in KINDS:
@@ -67,7 +66,7 @@ async def mark_many(
             sources = origin[(room, user)]
             skip = next(iter(sources)) if len(sources) == 1 else None
             passed = set(row[f"{kind}_senders"])
-            frame = pushes.receipt(str(room), user, kind, new, at)
+            frame = pushes.receipt(str(room), user, kind, new, row["at"])
             work.log.emit(UserFrame((user, *sorted(passed - {user})), frame, skip_connection=skip))
     return [
         views.watermarks(after[(m.room_id, m.actor.user_id)])

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, Self
 
-from tests.support import Api, assert_problem, new_user_id
+import asyncpg
+import pytest
+
+from app.domain import watermarks
+from tests.support import Api, Stores, assert_problem, new_user_id
+
+# Far beyond any drift between real clocks, so no ordering can come out right by chance.
+CLOCK_OFF = timedelta(hours=1)
 
 
 def receipts_path(room_id: str, message_id: str) -> str:
@@ -31,6 +41,36 @@ async def own_marks(api: Api, user_id: str, room_id: str) -> tuple[int, int]:
     assert resp.status_code == 200, resp.text
     me = next(m for m in resp.json()["members"] if m["user_id"] == user_id)
     return me["delivered_seq"], me["read_seq"]
+
+
+@pytest.fixture
+async def db(stores: Stores) -> AsyncIterator[Any]:
+    """A connection of the test's own to the app's PostgreSQL, to read its clock."""
+    dsn = stores.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def db_clock(db: Any) -> datetime:
+    at: datetime = await db.fetchval("SELECT clock_timestamp()")
+    return at
+
+
+def instance_clock_off_by(monkeypatch: pytest.MonkeyPatch, offset: timedelta) -> None:
+    """Make this instance's wall clock disagree with the database's, as another host's may.
+
+    `raising=False`: the watermark lane reads no clock of its own any more; setting one
+    anyway catches it if it comes back."""
+
+    class Off(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Self:
+            return cls.fromtimestamp(time.time() + offset.total_seconds(), tz)
+
+    monkeypatch.setattr(watermarks, "datetime", Off, raising=False)
 
 
 async def test_receipts_show_each_recipient_on_their_own(api: Api) -> None:
@@ -206,3 +246,39 @@ async def test_read_with_a_negative_seq_is_rejected(api: Api) -> None:
     resp = await api.call(member, "POST", f"/v1/rooms/{room['id']}/read", {"seq": -1})
     assert_problem(resp, 422, "VALIDATION_FAILED")
     assert await own_marks(api, member, room["id"]) == (0, 0)
+
+
+async def test_receipt_times_are_the_databases_when_the_instance_clock_is_off(
+    api: Api, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, reader = new_user_id("owner"), new_user_id("a")
+    room = await api.group(owner, reader)
+    sent = await api.send(owner, room["id"], "one")
+    instance_clock_off_by(monkeypatch, -CLOCK_OFF)
+
+    before = await db_clock(db)
+    await read(api, reader, room["id"], 1)
+    after = await db_clock(db)
+
+    status = (await receipts(api, owner, room["id"], sent["id"]))[reader]
+    assert before <= datetime.fromisoformat(status["delivered_at"]) <= after
+    assert before <= datetime.fromisoformat(status["read_at"]) <= after
+
+
+async def test_receipt_times_follow_the_moves_when_instance_clocks_disagree(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, reader = new_user_id("owner"), new_user_id("a")
+    room = await api.group(owner, reader)
+    first = await api.send(owner, room["id"], "one")
+    second = await api.send(owner, room["id"], "two")
+
+    instance_clock_off_by(monkeypatch, CLOCK_OFF)
+    await read(api, reader, room["id"], 1)
+    instance_clock_off_by(monkeypatch, -CLOCK_OFF)
+    await read(api, reader, room["id"], 2)
+
+    earlier = (await receipts(api, owner, room["id"], first["id"]))[reader]
+    later = (await receipts(api, owner, room["id"], second["id"]))[reader]
+    for kind in ("delivered_at", "read_at"):
+        assert datetime.fromisoformat(earlier[kind]) <= datetime.fromisoformat(later[kind])

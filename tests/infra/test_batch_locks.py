@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -81,7 +80,7 @@ def test_a_receipt_is_written_while_a_send_holds_its_room(schema: str) -> None:
                 await batched.lock_rooms(sender, [room])
                 # Moves delivered 0 -> 1: reads the locked room's last_seq, writes a receipt.
                 moved = await asyncio.wait_for(
-                    batched.raise_watermarks(marker, {(room, "u"): (1, 0)}, datetime.now(UTC)),
+                    batched.raise_watermarks(marker, {(room, "u"): (1, 0)}),
                     LOCK_WAIT_S,
                 )
             assert moved[(room, "u")]["delivered_seq"] == 1

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -91,7 +90,7 @@ def test_a_watermark_of_someone_not_a_member_writes_no_receipt(schema: str) -> N
     async def body(conn: asyncpg.Connection, room: uuid.UUID) -> None:
         await conn.execute("UPDATE rooms SET last_seq = 5 WHERE id = $1", room)
         targets = {(room, "outsider"): (5, 5), (uuid.uuid4(), "member"): (5, 5)}
-        moved = await batched.raise_watermarks(conn, targets, datetime.now(UTC))
+        moved = await batched.raise_watermarks(conn, targets)
         assert moved == {}
         assert await conn.fetchval("SELECT count(*) FROM receipts") == 0
 
@@ -102,7 +101,7 @@ def test_a_members_watermark_writes_its_receipts(schema: str) -> None:
     # The counterpart: the statements above refuse outsiders, not everyone.
     async def body(conn: asyncpg.Connection, room: uuid.UUID) -> None:
         await conn.execute("UPDATE rooms SET last_seq = 5 WHERE id = $1", room)
-        await batched.raise_watermarks(conn, {(room, "member"): (5, 3)}, datetime.now(UTC))
+        await batched.raise_watermarks(conn, {(room, "member"): (5, 3)})
         rows = await conn.fetch("SELECT user_id, kind, up_to_seq FROM receipts ORDER BY kind")
         assert [tuple(r) for r in rows] == [("member", "delivered", 5), ("member", "read", 3)]
 

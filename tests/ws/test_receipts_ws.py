@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+import pytest
+
 from tests.cluster import (
+    FRAME_TIMEOUT_S,
     Instance,
     Sockets,
     new_group,
     next_receipt,
     of_type,
+    parse_time,
     rest,
     rest_send,
     send_history,
 )
-from tests.support import new_user_id
+from tests.support import Stores, new_user_id
 
 QUIET_S = 0.5
+# Far longer than a frame takes to reach PostgreSQL, and short of the instances' lock
+# timeout (3 s), which would fail the held move instead of letting it wait.
+WAITING_WITHIN_S = 2.0
 
 
 def mark(kind: str, room_id: str, seq: int) -> dict[str, Any]:
@@ -32,6 +44,43 @@ async def receipts_of(
     )
     assert resp.status_code == 200, resp.text
     return {item["user_id"]: item for item in resp.json()["items"]}
+
+
+@pytest.fixture
+async def db(stores: Stores) -> AsyncIterator[Any]:
+    """A connection of the test's own to the instances' PostgreSQL: its clock and its locks."""
+    dsn = stores.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn = await asyncpg.connect(dsn, timeout=FRAME_TIMEOUT_S)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def member_row_held(db: Any, room_id: str, user_id: str) -> AsyncIterator[None]:
+    """A member's row locked until the block ends: a move of their watermarks, asked for
+    meanwhile, waits in PostgreSQL as it would behind another instance's batch."""
+    async with db.transaction():
+        await db.execute(
+            "SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2 FOR UPDATE",
+            uuid.UUID(room_id),
+            user_id,
+        )
+        yield
+
+
+async def until_a_statement_waits_on(db: Any) -> None:
+    """Until another session waits for a lock `db` holds: the move asked for has reached
+    PostgreSQL, so whatever time it carries was either taken already or is the database's."""
+    waiting = (
+        "SELECT EXISTS (SELECT 1 FROM pg_locks"
+        " WHERE NOT granted AND $1 = ANY(pg_blocking_pids(pid)))"
+    )
+    holder = db.get_server_pid()
+    async with asyncio.timeout(WAITING_WITHIN_S):
+        while not await db.fetchval(waiting, holder):  # noqa: ASYNC110 (a lock wait has no event)
+            await asyncio.sleep(0.01)
 
 
 async def test_a_delivered_frame_pushes_a_receipt_to_the_sender_on_the_other_instance(
@@ -214,3 +263,66 @@ async def test_marking_a_room_the_caller_is_not_in_is_room_not_found(
 
     assert reply["type"] == "error"
     assert reply["code"] == "ROOM_NOT_FOUND"
+
+
+async def test_a_read_receipt_carries_the_time_its_move_was_written_not_asked_for(
+    a: Instance, b: Instance, sockets: Sockets, db: Any
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    sent = await rest_send(a, alice, room["id"], "one")
+    alice_socket = await sockets.open(a, alice)
+    bob_socket = await sockets.open(b, bob)
+    await bob_socket.request(mark("delivered", room["id"], 1))
+    await next_receipt(alice_socket, "delivered")
+
+    async with member_row_held(db, room["id"], bob):
+        frame_id = await bob_socket.send(mark("read", room["id"], 1))
+        await until_a_statement_waits_on(db)
+        released = await db.fetchval("SELECT clock_timestamp()")
+    assert (await bob_socket.reply_to(frame_id))["type"] == "ack"
+
+    pushed = parse_time((await next_receipt(alice_socket, "read"))["at"])
+    view = (await receipts_of(a, alice, room["id"], sent["id"]))[bob]
+    assert pushed > released
+    assert pushed == parse_time(view["read_at"])
+    assert parse_time(view["delivered_at"]) <= pushed
+
+
+async def test_a_sync_acknowledgement_carries_the_time_its_move_was_written_not_asked_for(
+    a: Instance, b: Instance, sockets: Sockets, db: Any
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    sent = await rest_send(a, alice, room["id"], "one")
+    alice_socket = await sockets.open(a, alice)
+    bob_socket = await sockets.open(b, bob)
+
+    async with member_row_held(db, room["id"], bob):
+        frame_id = await bob_socket.send({"type": "sync", "cursors": {room["id"]: 1}})
+        await until_a_statement_waits_on(db)
+        released = await db.fetchval("SELECT clock_timestamp()")
+    assert (await bob_socket.reply_to(frame_id))["type"] == "ack"
+
+    pushed = parse_time((await next_receipt(alice_socket, "delivered"))["at"])
+    view = (await receipts_of(a, alice, room["id"], sent["id"]))[bob]
+    assert pushed > released
+    assert pushed == parse_time(view["delivered_at"])
+
+
+async def test_reading_ahead_of_delivery_stamps_both_receipts_with_one_time(
+    a: Instance, b: Instance, sockets: Sockets
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    sent = await rest_send(a, alice, room["id"], "one")
+    alice_socket = await sockets.open(a, alice)
+    bob_socket = await sockets.open(b, bob)
+
+    await bob_socket.request(mark("read", room["id"], 1))
+
+    delivered = await next_receipt(alice_socket, "delivered")
+    read = await next_receipt(alice_socket, "read")
+    view = (await receipts_of(a, alice, room["id"], sent["id"]))[bob]
+    assert parse_time(delivered["at"]) == parse_time(read["at"])
+    assert parse_time(view["delivered_at"]) == parse_time(view["read_at"])

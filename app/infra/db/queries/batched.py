@@ -173,15 +173,26 @@ def _rows_json(rows: list[dict[str, Any]]) -> str:
 # receipt row, and comes back with the senders of the messages it passed who are still
 # members (a sender who left no longer hears of the room): one statement, atomic by
 # itself, so the lane runs it without a transaction around it.
+#
+# The receipts' time is PostgreSQL's, read once per batch after every row is locked
+# (`stamp` counts `before` to the end first). Any earlier move of those rows committed
+# before the locks were granted, so a member's receipt times follow the order their
+# watermarks moved, across instances whatever their clocks. Neither an instance's clock
+# nor `statement_timestamp()` would: both are read before a wait for the locks, so a
+# read that waited behind another batch's delivery could be stamped before it. Once per
+# batch, not `clock_timestamp()` per row: the delivered and read receipts of one move
+# share a time and cannot come out in the wrong order.
 _RAISE_WATERMARKS = """
 WITH wanted AS (
     SELECT * FROM json_to_recordset($1::text::json)
         AS w(room_id uuid, user_id varchar, dl bigint, rd bigint)
-), before AS (
+), before AS MATERIALIZED (
     SELECT m.room_id, m.user_id, m.delivered_seq, m.read_seq
     FROM members AS m JOIN wanted AS w ON m.room_id = w.room_id AND m.user_id = w.user_id
     ORDER BY m.room_id, m.user_id
     FOR NO KEY UPDATE OF m
+), stamp AS MATERIALIZED (
+    SELECT clock_timestamp() AS at FROM (SELECT count(*) FROM before) AS locked
 ), moved AS (
     UPDATE members AS m SET
         read_seq = GREATEST(m.read_seq, LEAST(w.rd, r.last_seq)),
@@ -196,13 +207,13 @@ WITH wanted AS (
         b.delivered_seq AS delivered_before, b.read_seq AS read_before
 ), recorded AS (
     INSERT INTO receipts (room_id, user_id, kind, up_to_seq, at)
-    SELECT room_id, user_id, 'delivered', delivered_seq, $2::timestamptz FROM moved
+    SELECT room_id, user_id, 'delivered', delivered_seq, stamp.at FROM moved, stamp
     WHERE delivered_seq > delivered_before
     UNION ALL
-    SELECT room_id, user_id, 'read', read_seq, $2::timestamptz FROM moved
+    SELECT room_id, user_id, 'read', read_seq, stamp.at FROM moved, stamp
     WHERE read_seq > read_before
 )
-SELECT mv.*,
+SELECT mv.*, stamp.at,
     ARRAY(
         SELECT DISTINCT msg.sender_id FROM messages AS msg
         JOIN members AS still ON still.room_id = msg.room_id AND still.user_id = msg.sender_id
@@ -214,24 +225,25 @@ SELECT mv.*,
         JOIN members AS still ON still.room_id = msg.room_id AND still.user_id = msg.sender_id
         WHERE msg.room_id = mv.room_id AND msg.seq > mv.read_before AND msg.seq <= mv.read_seq
     ) AS read_senders
-FROM moved AS mv
+FROM moved AS mv, stamp
 """
 
 
 async def raise_watermarks(
-    db: Any, targets: dict[tuple[uuid.UUID, str], tuple[int, int]], at: datetime
+    db: Any, targets: dict[tuple[uuid.UUID, str], tuple[int, int]]
 ) -> dict[tuple[uuid.UUID, str], Any]:
     """Move (delivered, read) watermarks of many members at once and record a receipt row
     for each one that moved. Returns each membership's row: the watermarks now and
-    before (`delivered_before`, `read_before`) and who sent what each passed
-    (`delivered_senders`, `read_senders`); members that do not exist are absent."""
+    before (`delivered_before`, `read_before`), who sent what each passed
+    (`delivered_senders`, `read_senders`), and `at`, the database's time of the move
+    that its receipt rows hold; members that do not exist are absent."""
     if not targets:
         return {}
     wanted = [
         {"room_id": room, "user_id": user, "dl": delivered, "rd": read}
         for (room, user), (delivered, read) in targets.items()
     ]
-    rows = await db.fetch(_RAISE_WATERMARKS, _rows_json(wanted), at)
+    rows = await db.fetch(_RAISE_WATERMARKS, _rows_json(wanted))
     return {(row["room_id"], row["user_id"]): row for row in rows}
 
 
