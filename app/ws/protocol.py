@@ -47,7 +47,6 @@ from uvicorn.server import ServerState
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-from app.ws.coalesce import coalescer_for
 from app.ws.flag import Flag
 from app.ws.frame_splitter import FrameSplitter, between_frames, text_payload
 
@@ -56,9 +55,6 @@ log = structlog.get_logger(__name__)
 # After the app has finished and the close timeout has run out, this much longer for the
 # transport to flush before it is cut.
 LINGER_GRACE_S = 2.0
-# Pending bytes of one socket written at once rather than at the end of the turn, so a
-# burst to one socket meets the transport's high-water mark (and the outbox) as before.
-FLUSH_AT_BYTES = 64 * 1024
 
 
 class FrameSink(Protocol):
@@ -109,10 +105,6 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         # Detached, and the splitter not yet started (see `_start_splitting`).
         self._may_split = False
         self._splitter: FrameSplitter | None = None
-        # Frames waiting for the end of this turn of the loop (`app.ws.coalesce`).
-        self._coalescer = coalescer_for(self.loop)
-        self._pending: list[bytes] | None = None
-        self._pending_bytes = 0
 
     @property
     def answering(self) -> bool:
@@ -134,40 +126,15 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         ):
             return False
         # A whole, unfragmented frame: the protocol object keeps no count of them, so
-        # writing the bytes itself leaves it consistent. It leaves with whatever else this
-        # socket gets in this turn of the loop (`app.ws.coalesce`).
-        data = wire if wire is not None else text_frame(text.encode())
-        pending = self._pending
-        if pending is None:
-            self._pending = [data]
-            self._pending_bytes = len(data)
-            self._coalescer.mark(self)
-        else:
-            pending.append(data)
-            self._pending_bytes += len(data)
-            if self._pending_bytes >= FLUSH_AT_BYTES:
-                # Written now, so the transport's buffer (and `writable`) sees it.
-                self.flush_pending()
+        # writing the bytes itself leaves it consistent.
+        self.transport.write(wire if wire is not None else text_frame(text.encode()))
         return True
-
-    def flush_pending(self) -> None:
-        """Write the frames that wait for the end of the turn, in one write."""
-        pending = self._pending
-        if pending is None:
-            return
-        self._pending = None
-        if self.conn.state is not State.OPEN or self.close_sent or self.transport.is_closing():
-            # Closing since they were taken (the peer's close, a timeout): nothing may
-            # follow a close frame, and the peer has stopped reading anyway.
-            return
-        self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     async def send_text(self, text: str) -> None:
         """Write a text frame once the socket takes data; ConnectionError if it is gone."""
         await self.writable.wait()
         if self.disconnected or self.close_sent or self.transport.is_closing():
             raise ConnectionError("the socket is closed")
-        self.flush_pending()
         self.transport.write(text_frame(text.encode()))
 
     def send_close(self, code: int, reason: str) -> None:
@@ -175,7 +142,6 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         the close frame now, the transport closed on the peer's reply or at the timeout."""
         if self.close_sent or self.disconnected or self.transport.is_closing():
             return
-        self.flush_pending()
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
