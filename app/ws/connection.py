@@ -118,8 +118,8 @@ class Connection:
         """Wait until fewer than `frames` frames are queued: True; False once the
         connection is closing instead (anything pushed now would be dropped).
 
-        It looks after one turn of the loop, so that frames pushed in this turn have
-        reached the transport and met its flow control. A client that takes no frame for
+        It looks after one turn of the loop, so that a writer task started by the pushes
+        before it has taken its first frame. A client that takes no frame for
         `stall_s` is not reading: it is closed as one whose outbox overflowed.
         """
         if frames < 1:
