@@ -40,8 +40,9 @@ def serve(
     app = create_app(settings)
     config = uvicorn.Config(
         app,
-        host=host or settings.host,
-        port=port or settings.port,
+        # `--port 0` is a real choice (any free port, as uvicorn logs it), not "unset".
+        host=settings.host if host is None else host,
+        port=settings.port if port is None else port,
         loop="uvloop",
         http="httptools",
         # uvicorn's sans-I/O websockets protocol, with liveness and cut-offs added.

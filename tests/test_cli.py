@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,3 +148,31 @@ def test_every_command_has_help() -> None:
             [CHAT, command, "--help"], capture_output=True, text=True, timeout=60, check=True
         )
         assert "Usage" in out.stdout
+
+
+def test_serve_on_port_0_listens_on_a_free_port_it_names_in_its_log(
+    serve: tuple[str, Path, list[subprocess.Popen[bytes]]],
+) -> None:
+    _, data_dir, procs = serve
+    configured = _free_port()
+    proc = subprocess.Popen(
+        [CHAT, "serve", "--port", "0"],
+        env={**_env(data_dir), "CHAT_PORT": str(configured)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    procs.append(proc)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 90
+    named = None
+    while named is None and time.monotonic() < deadline and proc.poll() is None:
+        line = proc.stdout.readline().decode(errors="replace")
+        found = re.search(r"running on http://[\d.]+:(\d+)", line)
+        named = int(found.group(1)) if found else None
+    assert named is not None, "the server never said where it listens"
+    assert named not in (0, configured)
+    # The log goes on; a pipe nobody reads would stall the server once full.
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    base = f"http://127.0.0.1:{named}"
+    _wait_ready(base, proc)
+    assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
