@@ -3,7 +3,7 @@ PostgreSQL, and only for users who share a room with the viewer."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +16,7 @@ from app.errors import ChatError, Forbidden, RateLimited, ValidationFailed
 from app.infra.db.queries import batched, users
 
 MAX_WATCHED = 500
+ROWS_PER_READ = 1000
 
 
 async def visible_to(work: Work, actor: Actor, user_ids: Sequence[str]) -> set[str]:
@@ -129,6 +130,29 @@ async def record_offline(work: Work, offline: Sequence[tuple[str, datetime]]) ->
     for user_id, last_seen in offline:
         await users.set_last_seen(work.session, user_id, last_seen)
         work.log.emit(_frame(user_id, False, last_seen))
+
+
+async def settle(
+    work: Work, came: Collection[str], went: Mapping[str, datetime], online_now: Collection[str]
+) -> None:
+    """Settle what a heartbeat found: users that came online, users that went offline (with
+    their last seen), and which of all of them the registry has online now.
+
+    Every last seen is kept (the store keeps the latest). Watchers are told each user's
+    state as it is now, once: a user found both going and coming (a leave settled late,
+    a reconnect on this or another instance) is not told offline after, or instead of,
+    being online.
+    """
+    # In one order on every instance, so two ticks writing the same users cannot deadlock.
+    for user_id, last_seen in sorted(went.items()):
+        await users.set_last_seen(work.session, user_id, last_seen)
+        if user_id not in online_now:
+            work.log.emit(_frame(user_id, False, last_seen))
+    back = sorted(user_id for user_id in came if user_id in online_now)
+    # Read in slices: one IN list of every user a Redis restart brought back could pass
+    # the driver's 32767 parameters, and a heartbeat retries a failed settle every tick.
+    for start in range(0, len(back), ROWS_PER_READ):
+        await announce_online(work, back[start : start + ROWS_PER_READ])
 
 
 async def join(store: PresenceStore, user_id: str, connection_id: str, limit: int) -> bool:

@@ -5,11 +5,17 @@ sweeps entries no instance has refreshed for two heartbeats (their instance died
 cut off), so a dead instance's users go offline within three heartbeats, with the last
 time their instance vouched for them as last seen. Sweeping is atomic in Redis, so every
 instance can run it at once without a double or a lost offline event.
+
+What a tick finds in Redis (users gone offline, users back online) is kept by the instance
+until PostgreSQL has taken it and watchers were told, and is retried on the next tick if
+that fails; watchers are told each user's state as the registry has it at the end of the
+tick.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import structlog
@@ -18,6 +24,7 @@ from redis.exceptions import RedisError
 from app import background
 from app.domain import presence
 from app.domain.ports import PresenceRegistry
+from app.infra.failures import store_down
 from app.infra.metrics import Metrics
 from app.work import UnitOfWorkFactory
 from app.ws.fanout import Fanout
@@ -27,6 +34,10 @@ log = structlog.get_logger(__name__)
 # Lapsed connections removed per Redis call, and calls per tick at most (a million).
 SWEEP_SLICE = 1000
 MAX_SWEEP_SLICES = 1000
+# Offline users taken out of Redis but not yet settled in PostgreSQL that an instance keeps
+# at most (see `Heartbeat._went`): as many as one tick may sweep, so a healthy tick is
+# never held back by it.
+MAX_UNSETTLED = SWEEP_SLICE * MAX_SWEEP_SLICES
 
 
 class Heartbeat:
@@ -44,6 +55,20 @@ class Heartbeat:
         self._metrics = metrics
         self._interval = heartbeat_s / 2
         self._pending_leaves: list[tuple[str, str, datetime]] = []
+        # Users Redis has reported offline (a sweep, a leave) whose offline PostgreSQL has
+        # not taken yet, with their latest last seen. Redis lists them no more, so if
+        # PostgreSQL fails nothing would ever find them again: they are retried from here
+        # on every tick until it takes them. Why here and not by removing from Redis only
+        # once PostgreSQL accepted: the sweep's atomic removal is what keeps two instances
+        # from reporting one offline twice, and deferring it would need a claim on the
+        # entries and the claim's expiry, more moving parts for the one case this leaves
+        # open (this instance dying while PostgreSQL is down). Bounded: one entry per
+        # user, and at MAX_UNSETTLED the sweep waits instead of dropping anything (lapsed
+        # connections stay in Redis, where reads already count them offline).
+        self._went: dict[str, datetime] = {}
+        # Users this instance's refresh brought (back) online, not yet told: the refresh
+        # reports each only once, too.
+        self._came: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -68,38 +93,84 @@ class Heartbeat:
             except Exception:  # the loop must outlive any one bad tick
                 log.exception("heartbeat_tick_failed")
 
-    async def _settle_pending_leaves(self) -> list[tuple[str, datetime]]:
+    def _found_offline(self, found: Iterable[tuple[str, datetime]]) -> None:
+        for user_id, last_seen in found:
+            before = self._went.get(user_id)
+            if before is None or last_seen > before:
+                self._went[user_id] = last_seen
+
+    async def _settle_pending_leaves(self) -> None:
         pending, self._pending_leaves = self._pending_leaves, []
-        offline = []
         for index, (user_id, connection_id, last_seen) in enumerate(pending):
             try:
                 went = await self._store.disconnect(user_id, connection_id)
                 if went or not await self._store.online([user_id]):
-                    offline.append((user_id, last_seen))
+                    self._found_offline([(user_id, last_seen)])
             except (RedisError, OSError):
                 self._pending_leaves.extend(pending[index:])
                 raise
-        return offline
 
-    async def _sweep_all(self) -> tuple[int, list[tuple[str, datetime]]]:
+    async def _sweep_all(self) -> int:
         """Sweep in slices of SWEEP_SLICE (each one short in Redis) until none is full:
         a dead instance's ten thousand users all go offline within this tick, not one
-        slice per tick."""
-        removed, offline = 0, []
+        slice per tick. Held back while the unsettled backlog is full."""
+        removed = 0
         for _ in range(MAX_SWEEP_SLICES):
+            if len(self._went) >= MAX_UNSETTLED:
+                log.warning("presence_sweep_held_back", unsettled=len(self._went))
+                break
             count, swept = await self._store.sweep(SWEEP_SLICE)
             removed += count
-            offline += swept
+            # Kept at once: a later slice or step of this tick may fail.
+            self._found_offline(swept)
             if count < SWEEP_SLICE:
                 break
-        return removed, offline
+        return removed
+
+    async def _online_now(self, user_ids: Iterable[str]) -> set[str]:
+        ids = list(user_ids)
+        online: set[str] = set()
+        for start in range(0, len(ids), SWEEP_SLICE):  # each call short in Redis
+            online |= await self._store.online(ids[start : start + SWEEP_SLICE])
+        return online
+
+    async def _settle(self) -> None:
+        """Record and tell what this and earlier ticks found; forget it only once done.
+
+        Each user is told in the state the registry has now, not in the order the tick
+        found things: a deferred leave settled in the tick whose refresh brings its user
+        back, or a reconnect elsewhere meanwhile, must not leave watchers on "offline".
+        """
+        if not self._came and not self._went:
+            return
+        came, went = set(self._came), dict(self._went)
+        online_now = await self._online_now(came | went.keys())
+        try:
+            async with self._work() as work:
+                await presence.settle(work, came, went, online_now)
+        except Exception as exc:
+            if not store_down(exc):
+                raise
+            # Handled here, not in `_run`: a refused PostgreSQL raises an OSError, which
+            # would pass there for a Redis failure. Nothing is lost: the next tick retries.
+            log.warning(
+                "presence_settle_deferred",
+                error=type(exc).__name__,
+                offline=len(self._went),
+                online=len(self._came),
+            )
+            return
+        self._came -= came
+        for user_id, last_seen in went.items():
+            if self._went.get(user_id) == last_seen:
+                del self._went[user_id]
 
     async def tick(self) -> None:
         # A connection that stops answering is cut off by the WebSocket protocol's own
         # keepalive (a ping every heartbeat, a timeout of one: app/ws/protocol.py) and
         # leaves through its endpoint; until then it is vouched for like any other.
         pairs = [(conn.id, conn.user_id) for conn in self._fanout.connections.values()]
-        offline = await self._settle_pending_leaves()
+        await self._settle_pending_leaves()
         came = await self._store.refresh(pairs)
         # A connection that closed while the refresh was on its way was just put back:
         # take it out again, and say nothing of its user coming online. Its leave, which
@@ -113,16 +184,10 @@ class Heartbeat:
             if connection_id not in local:
                 went = await self._store.disconnect(user_id, connection_id)
                 if went and user_id not in came:
-                    offline.append((user_id, datetime.now(UTC)))
+                    self._found_offline([(user_id, datetime.now(UTC))])
         still_here = {user for connection_id, user in pairs if connection_id in local}
-        came = [user for user in came if user in still_here]
-        removed, swept = await self._sweep_all()
-        offline += swept
+        self._came.update(user for user in came if user in still_here)
+        removed = await self._sweep_all()
         self._metrics.sweeps.inc()
         self._metrics.dead_connections.inc(removed)
-        if came or offline:
-            async with self._work() as work:
-                if came:
-                    await presence.announce_online(work, came)
-                if offline:
-                    await presence.record_offline(work, offline)
+        await self._settle()

@@ -1,12 +1,17 @@
-"""The heartbeat's tick against a connection that closes while the tick's refresh is on
-its way: its user goes offline exactly once, whichever of the tick and the connection's
-leave reaches Redis first. The registry is the real one on Redis; only the moment the
-leave lands is chosen by the test."""
+"""The heartbeat's tick, driven directly against the real registry on Redis and the real
+PostgreSQL: a connection that closes while the tick's refresh is on its way (its user goes
+offline exactly once, whichever of the tick and the connection's leave reaches Redis
+first); a PostgreSQL that refuses a tick (what Redis already gave up is settled on a later
+one); and a deferred leave settled in the tick that sees its user back (watchers end on
+what the registry says). Only the moment something lands is chosen by the test."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,13 +22,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.domain import presence
 from app.domain.events import Event, PresenceChanged
 from app.domain.ports import PresenceRegistry
+from app.domain.pushes import iso_utc
 from app.infra.db.engine import make_sessionmaker
+from app.infra.db.queries import users as user_rows
 from app.infra.metrics import Metrics
-from app.infra.presence.redis import RedisPresence
+from app.infra.presence.redis import RedisPresence, connections_key
 from app.infra.redis_client import make_redis
 from app.work import unit_of_work
+from app.ws import heartbeat as heartbeat_module
 from app.ws.fanout import Fanout
 from app.ws.heartbeat import SWEEP_SLICE, Heartbeat
+from tests.faults.proxy import FaultProxy, target_of
 from tests.support import Stores, new_user_id
 
 
@@ -49,12 +58,18 @@ class Watchers:
     async def publish(self, events: Iterable[Event], *, wait: bool = True) -> None:
         self.events.extend(events)
 
+    def frames(self, user_id: str) -> list[dict[str, Any]]:
+        return [
+            e.frame for e in self.events if isinstance(e, PresenceChanged) and e.user_id == user_id
+        ]
+
     def offline(self, user_id: str) -> int:
-        return sum(
-            1
-            for e in self.events
-            if isinstance(e, PresenceChanged) and e.user_id == user_id and not e.frame["online"]
-        )
+        return sum(1 for frame in self.frames(user_id) if not frame["online"])
+
+    def last_told(self, user_id: str) -> bool | None:
+        """Whether watchers were last told the user is online (None: told nothing)."""
+        told = self.frames(user_id)
+        return bool(told[-1]["online"]) if told else None
 
 
 class LeaveDuringRefresh:
@@ -82,12 +97,14 @@ async def redis(stores: Stores) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-async def _one_tick(
-    stores: Stores, registry: PresenceRegistry, local: LocalConnections
-) -> Watchers:
-    """One heartbeat tick of an instance with these local connections; what it told."""
+@asynccontextmanager
+async def _instance(
+    database_url: str, registry: PresenceRegistry, local: LocalConnections
+) -> AsyncIterator[tuple[Heartbeat, Watchers]]:
+    """The heartbeat of an instance with these local connections, its ticks left to the
+    test, and what it told watchers."""
     watchers = Watchers()
-    engine = create_async_engine(stores.database_url)
+    engine = create_async_engine(database_url)
     sessions = make_sessionmaker(engine)
     heartbeat = Heartbeat(
         registry,
@@ -97,9 +114,17 @@ async def _one_tick(
         heartbeat_s=10,
     )
     try:
-        await heartbeat.tick()
+        yield heartbeat, watchers
     finally:
         await engine.dispose()
+
+
+async def _one_tick(
+    stores: Stores, registry: PresenceRegistry, local: LocalConnections
+) -> Watchers:
+    """One heartbeat tick of an instance with these local connections; what it told."""
+    async with _instance(stores.database_url, registry, local) as (heartbeat, watchers):
+        await heartbeat.tick()
     return watchers
 
 
@@ -176,3 +201,162 @@ async def test_one_tick_sweeps_every_lapsed_connection_not_one_slice(
 
     assert all(watchers.offline(user) == 1 for user in users)
     assert await lapsing.online(users) == set()
+
+
+# ---- PostgreSQL refusing a tick ---------------------------------------------------------
+
+
+@pytest.fixture
+def postgres_proxy(stores: Stores) -> Iterator[FaultProxy]:
+    """The test PostgreSQL behind a fault proxy, for the heartbeat's unit of work only."""
+    with FaultProxy(*target_of(stores.database_url), name="pg-heartbeat") as proxy:
+        yield proxy
+
+
+async def _users_in_postgres(stores: Stores, user_ids: Sequence[str]) -> None:
+    engine = create_async_engine(stores.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            await user_rows.ensure_users(session, user_ids)
+    finally:
+        await engine.dispose()
+
+
+async def _last_seen_in_postgres(stores: Stores, user_id: str) -> datetime | None:
+    engine = create_async_engine(stores.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            (row,) = await user_rows.get_users(session, [user_id])
+    finally:
+        await engine.dispose()
+    last_seen: datetime | None = row["last_seen_at"]
+    return last_seen
+
+
+async def _lapsed_connection(registry: RedisPresence, redis: Redis, user_id: str) -> datetime:
+    """Register a connection in a registry with no grace, and let it lapse (as a dead
+    instance's does); returns the last time it was vouched for."""
+    connection_id = new_user_id("conn")
+    assert await registry.connect(user_id, connection_id, 5) == 1
+    vouched_ms = await redis.zscore(connections_key(user_id), connection_id)
+    assert vouched_ms is not None
+    await asyncio.sleep(0.01)  # past the millisecond it was vouched in: lapsed
+    return datetime.fromtimestamp(int(vouched_ms) / 1000, UTC)
+
+
+@pytest.mark.usefixtures("client")
+async def test_an_offline_postgresql_refused_is_announced_once_it_is_back(
+    stores: Stores, redis_of_its_own: Redis, postgres_proxy: FaultProxy
+) -> None:
+    user = new_user_id("lapsed")
+    await _users_in_postgres(stores, [user])
+    lapsing = RedisPresence(redis_of_its_own, grace_s=0)
+    vouched_at = await _lapsed_connection(lapsing, redis_of_its_own, user)
+    database_url = postgres_proxy.url_for(stores.database_url)
+
+    async with _instance(database_url, lapsing, LocalConnections()) as (heartbeat, watchers):
+        await asyncio.to_thread(postgres_proxy.reset)  # connections refused
+        await heartbeat.tick()
+        # The sweep had taken the connection out of Redis when PostgreSQL refused: from
+        # here on only this instance knows the user's offline is not settled.
+        assert await redis_of_its_own.zcard(connections_key(user)) == 0
+        assert watchers.frames(user) == []
+        await asyncio.to_thread(postgres_proxy.pass_through)
+        await heartbeat.tick()
+        await heartbeat.tick()  # settled once: not told again
+
+    assert watchers.frames(user) == [
+        {"type": "presence", "user_id": user, "online": False, "last_seen": iso_utc(vouched_at)}
+    ]
+    assert await _last_seen_in_postgres(stores, user) == vouched_at
+
+
+@pytest.mark.usefixtures("client")
+async def test_a_full_backlog_of_unsettled_offlines_holds_the_sweep_back_and_drops_nothing(
+    stores: Stores,
+    redis_of_its_own: Redis,
+    postgres_proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(heartbeat_module, "MAX_UNSETTLED", 2)
+    first, later = [new_user_id("first") for _ in range(3)], new_user_id("later")
+    await _users_in_postgres(stores, [*first, later])
+    lapsing = RedisPresence(redis_of_its_own, grace_s=0)
+    vouched = {user: await _lapsed_connection(lapsing, redis_of_its_own, user) for user in first}
+    database_url = postgres_proxy.url_for(stores.database_url)
+
+    async with _instance(database_url, lapsing, LocalConnections()) as (heartbeat, watchers):
+        await asyncio.to_thread(postgres_proxy.reset)
+        await heartbeat.tick()  # one slice swept, then refused: a backlog of three
+        vouched[later] = await _lapsed_connection(lapsing, redis_of_its_own, later)
+        await heartbeat.tick()
+        # The backlog is full: the later connection waits in Redis, swept by no one yet.
+        assert await redis_of_its_own.zcard(connections_key(later)) == 1
+        await asyncio.to_thread(postgres_proxy.pass_through)
+        await heartbeat.tick()  # the backlog settles; the sweep still waited for it
+        await heartbeat.tick()  # then the later connection is swept and settled
+
+    for user, vouched_at in vouched.items():
+        assert [f["last_seen"] for f in watchers.frames(user)] == [iso_utc(vouched_at)], user
+        assert await _last_seen_in_postgres(stores, user) == vouched_at
+
+
+# ---- a deferred leave settled in the tick that sees its user back ----------------------
+
+
+@pytest.mark.usefixtures("client")
+async def test_a_deferred_leave_settled_as_the_refresh_brings_the_user_back_ends_online(
+    stores: Stores, redis_of_its_own: Redis
+) -> None:
+    user, gone, live = new_user_id("back"), new_user_id("gone"), new_user_id("live")
+    registry = RedisPresence(redis_of_its_own, grace_s=20)
+    assert await registry.connect(user, gone, 5) == 1
+    assert await registry.connect(user, live, 5) == 0
+    local = LocalConnections({live: LocalConnection(live, user)})
+    # Redis restarts and loses its data; `gone` closes meanwhile, so its leave could not
+    # reach Redis and is left to the heartbeat. `live` stays open on this instance.
+    await redis_of_its_own.flushdb()
+
+    async with _instance(stores.database_url, registry, local) as (heartbeat, watchers):
+        heartbeat.leave_later(user, gone, datetime.now(UTC))
+        await heartbeat.tick()
+
+    assert await registry.online([user]) == {user}
+    assert watchers.last_told(user) is True, watchers.frames(user)
+    assert watchers.offline(user) == 0
+
+
+class ConnectDuringRefresh:
+    """The real registry, with another instance's connection landing during the refresh."""
+
+    def __init__(self, real: RedisPresence, connect: Callable[[], Awaitable[int]]):
+        self._real, self._connect = real, connect
+
+    async def refresh(self, connections: Sequence[tuple[str, str]]) -> list[str]:
+        came = await self._real.refresh(connections)
+        assert await self._connect() == 1  # that instance announces the user online
+        return came
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@pytest.mark.usefixtures("client")
+async def test_a_deferred_leave_is_not_announced_over_a_connection_made_elsewhere_meanwhile(
+    stores: Stores, redis_of_its_own: Redis
+) -> None:
+    user, gone, elsewhere = new_user_id("back"), new_user_id("gone"), new_user_id("there")
+    real = RedisPresence(redis_of_its_own, grace_s=20)
+    assert await real.connect(user, gone, 5) == 1
+    # `gone` closed during a Redis blip: its leave is the heartbeat's. While the tick
+    # settles it (taking the user offline), the user connects to another instance.
+    registry = ConnectDuringRefresh(real, lambda: real.connect(user, elsewhere, 5))
+
+    async with _instance(
+        stores.database_url, cast(PresenceRegistry, registry), LocalConnections()
+    ) as (heartbeat, watchers):
+        heartbeat.leave_later(user, gone, datetime.now(UTC))
+        await heartbeat.tick()
+
+    assert await real.online([user]) == {user}
+    assert watchers.offline(user) == 0, watchers.frames(user)
