@@ -26,7 +26,9 @@ class UserFrame:
 
     user_ids: tuple[str, ...]
     frame: dict[str, Any]
-    skip_connection: str | None = None
+    # Connections that have their answer instead: marks from several connections of one
+    # user can be written, and told, as one move (see `app.domain.watermarks`).
+    skip_connections: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

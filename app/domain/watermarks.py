@@ -2,6 +2,14 @@
 
 A move is pushed to the reader's other connections and to the members whose messages it
 passed, never to the whole room: in a large group that would be quadratic.
+
+A batch writes the marks of one member in one room as one move, whoever asked: several
+of their connections, a REST request. Its receipt then skips each connection whose own
+frames asked for the whole of it (its ack says as much), and only those: one that asked
+for less, for the other watermark, or nothing, did not ask for what the receipt tells.
+So no connection is sent its own move, and none misses a move it did not ask for; as if
+the marks had been written one by one, lowest first, with the receipts that one move
+supersedes left out.
 """
 
 from __future__ import annotations
@@ -34,7 +42,12 @@ class Mark:
     room_id: uuid.UUID
     delivered: int = 0
     read: int = 0
+    # The connection whose frame asked (it has its ack, not a receipt); None for REST.
     connection_id: str | None = None
+
+
+# A member in a room: (room, user).
+_Member = tuple[uuid.UUID, str]
 
 
 async def mark_many(
@@ -43,19 +56,19 @@ async def mark_many(
     """Apply many marks in one go: one statement, whatever their number.
 
     Marks of one member in one room coalesce (the highest wins). Each moved watermark
-    writes one receipt row and is pushed to the reader's other connections and to the
-    senders of the messages it passed, at the time the database recorded, never this
-    instance's: instances' clocks differ, and a batch may wait for its rows.
+    writes one receipt row and is pushed to the reader's connections but those that asked
+    for the whole move (see above), and to the senders of the messages it passed, at the
+    time the database recorded, never this instance's: instances' clocks differ, and a
+    batch may wait for its rows.
     """
-    targets: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
-    origin: dict[tuple[uuid.UUID, str], set[str | None]] = {}
+    targets: dict[_Member, tuple[int, int]] = {}
     for m in marks:
         if m.delivered < 0 or m.read < 0:
             raise ValidationFailed("seq must not be negative")
         key = (m.room_id, m.actor.user_id)
         delivered, read = targets.get(key, (0, 0))
         targets[key] = (max(delivered, m.delivered), max(read, m.read))
-        origin.setdefault(key, set()).add(m.connection_id)
+    asked = _asked_by_connection(marks)
     after = await batched.raise_watermarks(work.db, targets)
     await turn.stored()
     for (room, user), row in after.items():
@@ -63,17 +76,32 @@ async def mark_many(
             new = row[f"{kind}_seq"]
             if new <= row[f"{kind}_before"]:
                 continue
-            sources = origin[(room, user)]
-            skip = next(iter(sources)) if len(sources) == 1 else None
+            # At least: a mark past the room's last seq, clamped, asked for all of the move.
+            skip = tuple(c for c, seqs in asked.get((room, user), {}).items() if seqs[kind] >= new)
             passed = set(row[f"{kind}_senders"])
             frame = pushes.receipt(str(room), user, kind, new, row["at"])
-            work.log.emit(UserFrame((user, *sorted(passed - {user})), frame, skip_connection=skip))
+            work.log.emit(UserFrame((user, *sorted(passed - {user})), frame, skip))
     return [
         views.watermarks(after[(m.room_id, m.actor.user_id)])
         if (m.room_id, m.actor.user_id) in after
         else RoomNotFound("no such room")
         for m in marks
     ]
+
+
+def _asked_by_connection(marks: list[Mark]) -> dict[_Member, dict[str, dict[Kind, int]]]:
+    """Per member, and per connection of theirs that marked: the highest each watermark its
+    frames asked for. A read asks for that delivery too (read implies delivered): its move
+    of the delivered watermark is the connection's own as well."""
+    asked: dict[_Member, dict[str, dict[Kind, int]]] = {}
+    for m in marks:
+        if m.connection_id is None:
+            continue
+        mine = asked.setdefault((m.room_id, m.actor.user_id), {})
+        seqs = mine.setdefault(m.connection_id, {"delivered": 0, "read": 0})
+        seqs["delivered"] = max(seqs["delivered"], m.delivered, m.read)
+        seqs["read"] = max(seqs["read"], m.read)
+    return asked
 
 
 class WatermarkWriter:

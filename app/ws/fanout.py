@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from typing import Any
 
 import orjson
@@ -165,12 +165,12 @@ class Fanout:
                     if seq is not None:
                         header["q"] = seq
                     outgoing.append((channels.room(room_id), envelope.encode(header, data)))
-                case UserFrame(user_ids, frame, skip_connection):
+                case UserFrame(user_ids, frame, skip_connections):
                     data = orjson.dumps(frame)
-                    header = {"o": self._instance_id, "s": skip_connection}
+                    header = {"o": self._instance_id, "s": skip_connections}
                     packed = envelope.encode(header, data)
                     for user_id in user_ids:
-                        self._to_user(user_id, data, skip_connection)
+                        self._to_user(user_id, data, skip_connections)
                         outgoing.append((channels.user(user_id), packed))
                 case PresenceChanged(user_id, frame):
                     data = orjson.dumps(frame)
@@ -217,8 +217,8 @@ class Fanout:
         ]
         self._push(conns, data)
 
-    def _to_user(self, user_id: str, data: bytes, skip_connection: str | None) -> None:
-        self._push([c for c in self._by_user.get(user_id, ()) if c.id != skip_connection], data)
+    def _to_user(self, user_id: str, data: bytes, skip: Collection[str | None]) -> None:
+        self._push([c for c in self._by_user.get(user_id, ()) if c.id not in skip], data)
 
     def _to_watchers(self, user_id: str, data: bytes) -> None:
         self._push(list(self._watchers.get(user_id, ())), data, count=False)
@@ -290,7 +290,8 @@ class Fanout:
             if "m" in header:
                 await self._membership(header["m"]["room_id"], key, header["m"]["change"])
             else:
-                self._to_user(key, frame, skip)
+                # A list; a single id (or none) from an instance that predates lists.
+                self._to_user(key, frame, skip if isinstance(skip, list) else (skip,))
         elif channel == channels.RESYNC:
             # Another instance dropped publishes while Redis was away: what our clients
             # missed is in PostgreSQL, and `sync` replays it.

@@ -10,12 +10,15 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.cluster import (
     FRAME_TIMEOUT_S,
+    Client,
     Instance,
     Sockets,
+    drain_all,
     new_group,
     next_receipt,
     of_type,
@@ -24,12 +27,14 @@ from tests.cluster import (
     rest_send,
     send_history,
 )
-from tests.support import Stores, new_user_id
+from tests.support import Stores, auth, new_user_id
 
 QUIET_S = 0.5
 # Far longer than a frame takes to reach PostgreSQL, and short of the instances' lock
 # timeout (3 s), which would fail the held move instead of letting it wait.
 WAITING_WITHIN_S = 2.0
+# A display name of the reader's only on the REST read, so that the request writes it.
+WEB_NAME = "on the web"
 
 
 def mark(kind: str, room_id: str, seq: int) -> dict[str, Any]:
@@ -81,6 +86,60 @@ async def until_a_statement_waits_on(db: Any) -> None:
     async with asyncio.timeout(WAITING_WITHIN_S):
         while not await db.fetchval(waiting, holder):  # noqa: ASYNC110 (a lock wait has no event)
             await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def lane_held(
+    db: Any, room_id: str, holder: str, holder_socket: Client
+) -> AsyncIterator[None]:
+    """The watermark lane of `holder_socket`'s instance busy until the block ends: a move
+    of the holder's own (which tells no one else: they sent what it passes) waits for
+    their member row, and whatever is marked meanwhile queues behind it, to be written
+    in one batch once the block ends."""
+    async with member_row_held(db, room_id, holder):
+        await holder_socket.send(mark("delivered", room_id, 1))
+        await until_a_statement_waits_on(db)
+        yield
+
+
+async def until_taken(socket: Client, room_id: str, watcher: Client) -> None:
+    """Until the instance has taken every frame `socket` sent so far. Frames are taken in
+    order and a mark is handed to its lane as it is taken, but its ack waits for its batch,
+    and so would a pong (answers keep the frames' order): a typing frame's push to another
+    member, which waits for no answer, shows that those before it were taken."""
+    await socket.send({"type": "typing", "room_id": room_id, "active": True})
+    await watcher.next_of("typing", room_id=room_id)
+
+
+async def read_over_rest(
+    instance: Instance, user_id: str, room_id: str, seq: int
+) -> httpx.Response:
+    """`POST /read` under `WEB_NAME`: the request writes the new name before its mark."""
+    async with httpx.AsyncClient(base_url=instance.http, timeout=FRAME_TIMEOUT_S) as http:
+        return await http.post(
+            f"/v1/rooms/{room_id}/read", json={"seq": seq}, headers=auth(user_id, WEB_NAME)
+        )
+
+
+async def until_signed_in_as(db: Any, user_id: str, name: str) -> None:
+    """Until a request's sign-in under `name` has committed. From there to its mark the
+    request waits on no store and no lock, so the mark is queued long before what the test
+    does next (a round trip through the instance) comes back; the batch count each test
+    checks afterwards confirms it."""
+    async with asyncio.timeout(WAITING_WITHIN_S):
+        while await db.fetchval("SELECT name FROM users WHERE id = $1", user_id) != name:  # noqa: ASYNC110 (a commit has no event)
+            await asyncio.sleep(0.01)
+
+
+async def watermark_batches(instance: Instance) -> tuple[float, float]:
+    """How many watermark batches an instance has written, and how many marks they held."""
+    async with httpx.AsyncClient(timeout=FRAME_TIMEOUT_S) as http:
+        lines = (await http.get(f"{instance.http}/metrics")).text.splitlines()
+    samples = {}
+    for field in ("count", "sum"):
+        prefix = f'chat_batch_size_{field}{{lane="watermarks"}} '
+        samples[field] = sum(float(x.removeprefix(prefix)) for x in lines if x.startswith(prefix))
+    return samples["count"], samples["sum"]
 
 
 async def test_a_delivered_frame_pushes_a_receipt_to_the_sender_on_the_other_instance(
@@ -326,3 +385,94 @@ async def test_reading_ahead_of_delivery_stamps_both_receipts_with_one_time(
     view = (await receipts_of(a, alice, room["id"], sent["id"]))[bob]
     assert parse_time(delivered["at"]) == parse_time(read["at"])
     assert parse_time(view["delivered_at"]) == parse_time(view["read_at"])
+
+
+# Marks of one reader queued behind a held lane are written as one batch, and one move.
+# Its receipt goes to every connection of the reader but those whose own frame asked for
+# the whole of it (each has its ack): never a socket's own move back to it, never a move
+# hidden from a socket that asked for less, or for nothing.
+
+
+async def test_a_read_frame_sharing_a_batch_with_a_rest_read_gets_its_ack_and_no_receipt(
+    a: Instance, b: Instance, sockets: Sockets, db: Any
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    await rest_send(a, alice, room["id"], "one")
+    alice_socket = await sockets.open(a, alice)
+    reading = await sockets.open(a, bob)
+    other_device = await sockets.open(b, bob)
+    batches, marks = await watermark_batches(a)
+
+    async with lane_held(db, room["id"], alice, alice_socket):
+        over_rest = asyncio.create_task(read_over_rest(a, bob, room["id"], 1))
+        await until_signed_in_as(db, bob, WEB_NAME)
+        frame_id = await reading.send(mark("read", room["id"], 1))
+        await until_taken(reading, room["id"], alice_socket)
+
+    moved = {"room_id": room["id"], "delivered_seq": 1, "read_seq": 1}
+    assert (await reading.reply_to(frame_id))["data"] == moved
+    response = await asyncio.wait_for(over_rest, FRAME_TIMEOUT_S)
+    assert (response.status_code, response.json()) == (200, moved)
+    # The holder's batch, then one with both reads.
+    assert await watermark_batches(a) == (batches + 2, marks + 3)
+    for kind in ("delivered", "read"):
+        receipt = await next_receipt(other_device, kind)
+        assert (receipt["user_id"], receipt["seq"]) == (bob, 1)
+    assert (await next_receipt(alice_socket, "read", user_id=bob))["seq"] == 1
+    assert of_type(await reading.drain(QUIET_S), "receipt") == []
+
+
+async def test_two_sockets_reading_in_one_batch_get_their_acks_and_no_receipt(
+    a: Instance, b: Instance, sockets: Sockets, db: Any
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    await rest_send(a, alice, room["id"], "one")
+    alice_socket = await sockets.open(a, alice)
+    reading = await sockets.open(a, bob)
+    also_reading = await sockets.open(a, bob)
+    other_device = await sockets.open(b, bob)
+    batches, marks = await watermark_batches(a)
+
+    async with lane_held(db, room["id"], alice, alice_socket):
+        frame_ids = []
+        for socket in (reading, also_reading):
+            frame_ids.append(await socket.send(mark("read", room["id"], 1)))
+            await until_taken(socket, room["id"], alice_socket)
+
+    moved = {"room_id": room["id"], "delivered_seq": 1, "read_seq": 1}
+    for socket, frame_id in zip((reading, also_reading), frame_ids, strict=True):
+        assert (await socket.reply_to(frame_id))["data"] == moved
+    assert await watermark_batches(a) == (batches + 2, marks + 3)
+    assert (await next_receipt(other_device, "read"))["seq"] == 1
+    assert (await next_receipt(alice_socket, "read", user_id=bob))["seq"] == 1
+    for frames in await drain_all(reading, also_reading, quiet_s=QUIET_S):
+        assert of_type(frames, "receipt") == []
+
+
+async def test_a_socket_that_read_less_than_a_batchs_move_gets_a_receipt_for_the_rest(
+    a: Instance, b: Instance, sockets: Sockets, db: Any
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    await send_history(a, alice, room["id"], 2, "m")
+    alice_socket = await sockets.open(a, alice)
+    read_one = await sockets.open(a, bob)
+    read_two = await sockets.open(a, bob)
+    other_device = await sockets.open(b, bob)
+    batches, marks = await watermark_batches(a)
+
+    async with lane_held(db, room["id"], alice, alice_socket):
+        for socket, seq in ((read_one, 1), (read_two, 2)):
+            await socket.send(mark("read", room["id"], seq))
+            await until_taken(socket, room["id"], alice_socket)
+
+    assert await watermark_batches(a) == (batches + 2, marks + 3)
+    # The move to 2 was asked for by `read_two` alone: `read_one` asked only for 1.
+    for socket in (read_one, other_device):
+        for kind in ("delivered", "read"):
+            receipt = await next_receipt(socket, kind)
+            assert (receipt["user_id"], receipt["seq"]) == (bob, 2)
+    assert (await next_receipt(alice_socket, "read", user_id=bob))["seq"] == 2
+    assert of_type(await read_two.drain(QUIET_S), "receipt") == []
