@@ -1,8 +1,10 @@
 """uvicorn, with a shutdown that closes WebSockets the way the contract says.
 
-On SIGTERM uvicorn stops listening and then closes open WebSockets with 1012. Before it
-does, every socket here is drained (the frame in hand is answered) and closed with 1001,
+On SIGTERM uvicorn stops listening and then shuts its connections down. Before it does,
+every socket set up here is drained (the frame in hand is answered) and closed with 1001,
 "going away": clients reconnect, to another instance behind the load balancer, and sync.
+Sockets still being set up get the same 1001 from the protocol's own `shutdown` (uvicorn's
+would be 1012).
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from app.lifespan import SHUTDOWN_DRAIN_S, Services
-
-CLOSE_GOING_AWAY = 1001
+from app.ws.protocol import CLOSE_GOING_AWAY, GOING_AWAY
 
 
 def allow_token_headers(max_token_bytes: int) -> None:
@@ -40,5 +41,5 @@ class Server(uvicorn.Server):
             server.close()  # stop accepting first: nothing new arrives while draining
         services: Services | None = getattr(self._app.state, "services", None)
         if services is not None:
-            await services.fanout.drain(CLOSE_GOING_AWAY, "server shutting down", SHUTDOWN_DRAIN_S)
+            await services.fanout.drain(CLOSE_GOING_AWAY, GOING_AWAY, SHUTDOWN_DRAIN_S)
         await super().shutdown(sockets)

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from app import schemas
@@ -40,10 +41,15 @@ class Peer:
         self.connection.expires_at = claims.expires_at
 
 
+def authenticated(user_id: str, expires_at: datetime) -> dict[str, Any]:
+    """The data of the ack to an `auth` frame, the first one or a renewal (`expires_at`
+    in the contract's `Z` form)."""
+    return {"user_id": user_id, "expires_at": pushes.iso_utc(expires_at)}
+
+
 async def on_auth(peer: Peer, frame: frames.AuthFrame) -> dict[str, Any]:
     peer.renew(peer.services.verifier.verify(frame.token))
-    expires_at = pushes.iso_utc(peer.connection.expires_at)  # the contract's `Z` form
-    return {"user_id": peer.actor.user_id, "expires_at": expires_at}
+    return authenticated(peer.actor.user_id, peer.connection.expires_at)
 
 
 def _hand_send(peer: Peer, frame: frames.SendFrame) -> asyncio.Future[schemas.Message]:

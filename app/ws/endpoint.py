@@ -1,11 +1,16 @@
 """`GET /v1/ws`: origin check, authentication, presence, `hello`; then the socket is
 handed to its session (`session.py`), which handles its frames and its leave, and the
-endpoint returns."""
+endpoint returns.
+
+`hello` is the first frame of every connection: a push that comes while the connection
+is being set up is held by the fan-out and follows the `hello` (and the ack of an `auth`
+first frame)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -23,6 +28,7 @@ from app.lifespan import Services
 from app.work import unit_of_work
 from app.ws import frames
 from app.ws.connection import Connection
+from app.ws.dispatch import authenticated
 from app.ws.expiry import Expiry
 from app.ws.protocol import protocol_of
 from app.ws.reader import CLOSE_TOO_MANY
@@ -45,7 +51,15 @@ def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
     return urlsplit(origin).netloc.lower() == websocket.headers.get("host", "").lower()
 
 
-async def authenticate(websocket: WebSocket, services: Services) -> Claims | None:
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    claims: Claims
+    # The `auth` first frame they came in, answered after the `hello` like any frame;
+    # None when they came in the Authorization header.
+    frame: frames.AuthFrame | None
+
+
+async def authenticate(websocket: WebSocket, services: Services) -> Credentials | None:
     """Claims from the Authorization header, or from an `auth` first frame in time."""
     header = websocket.headers.get("authorization")
     try:
@@ -53,7 +67,7 @@ async def authenticate(websocket: WebSocket, services: Services) -> Claims | Non
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer":
                 raise ChatError("bearer token expected")
-            return services.verifier.verify(token.strip())
+            return Credentials(services.verifier.verify(token.strip()), None)
         try:
             raw = await asyncio.wait_for(websocket.receive_text(), services.settings.auth_timeout_s)
         except TimeoutError:
@@ -66,7 +80,7 @@ async def authenticate(websocket: WebSocket, services: Services) -> Claims | Non
         frame = frames.parse(raw)
         if not isinstance(frame, frames.AuthFrame):
             raise ChatError("the first frame must be auth")
-        return services.verifier.verify(frame.token)
+        return Credentials(services.verifier.verify(frame.token), frame)
     except (ChatError, frames.FrameError, KeyError, RuntimeError):
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.close(CLOSE_AUTH, "authentication failed")
@@ -80,9 +94,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     if not origin_allowed(websocket, services.settings.allowed_origins):
         await websocket.close(CLOSE_ORIGIN, "origin not allowed")
         return
-    claims = await authenticate(websocket, services)
-    if claims is None:
+    credentials = await authenticate(websocket, services)
+    if credentials is None:
         return
+    claims = credentials.claims
     actor = Actor(user_id=claims.sub, name=claims.name, token_expires_at=claims.expires_at)
     connection = Connection(
         protocol_of(websocket), actor.user_id, claims.expires_at, services.settings.outbox_frames
@@ -90,10 +105,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     with structlog.contextvars.bound_contextvars(
         connection_id=connection.id, user_id=actor.user_id
     ):
-        await _serve(services, connection, actor)
+        await _serve(services, connection, actor, credentials.frame)
 
 
-async def _serve(services: Services, connection: Connection, actor: Actor) -> None:
+async def _serve(
+    services: Services, connection: Connection, actor: Actor, auth: frames.AuthFrame | None
+) -> None:
     gate = services.connect_gate  # see `admission.py`
     if gate.full:
         connection.close(CLOSE_TRY_LATER, "too many connections being set up; retry shortly")
@@ -121,7 +138,7 @@ async def _serve(services: Services, connection: Connection, actor: Actor) -> No
                 log.warning("presence_unavailable", error=type(exc).__name__)
                 came_online = False
             joined = True
-            ready = await _set_up(services, connection, actor, came_online)
+            ready = await _set_up(services, connection, actor, came_online, auth)
         if ready:
             Session(services, connection, actor, Expiry(connection, CLOSE_AUTH)).start()
             handed_over = True
@@ -133,13 +150,19 @@ async def _serve(services: Services, connection: Connection, actor: Actor) -> No
 
 
 async def _set_up(
-    services: Services, connection: Connection, actor: Actor, came_online: bool
+    services: Services,
+    connection: Connection,
+    actor: Actor,
+    came_online: bool,
+    auth: frames.AuthFrame | None,
 ) -> bool:
-    """Follow the user's rooms and say hello; False if a store failed (closed with 1013)."""
+    """Follow the user's rooms and say hello (and answer an `auth` first frame); False if
+    a store failed (closed with 1013)."""
     fanout = services.fanout
     # Follow the user's channel before reading their rooms: a room joined in between is
-    # then announced to this connection rather than missed.
-    await fanout.add(connection, [])
+    # then announced to this connection rather than missed. Held: what comes for it
+    # before its `hello` waits until the `hello` has gone.
+    await fanout.add(connection, [], held=True)
     try:
         await users.ensure_known(
             services.known_users,
@@ -165,6 +188,10 @@ async def _set_up(
         heartbeat_s=services.settings.heartbeat_s,
         server_time=datetime.now(UTC),
     )
-    connection.push(hello.model_dump_json())
+    first = [hello.model_dump_json()]
+    if auth is not None:
+        data = authenticated(actor.user_id, connection.expires_at)
+        first.append(frames.dumps_ack(auth.id, data))
+    fanout.release(connection, first)
     log.info("ws_connected")
     return True

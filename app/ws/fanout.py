@@ -8,6 +8,10 @@ sockets need. A frame is serialized once and the same text is queued
 for every socket that gets it. A room's new messages, from here or from the bus, go out
 in `seq` order (`RoomOrder`).
 
+A connection being set up is registered before its `hello` has gone out (so that nothing
+addressed to it meanwhile is missed), and what is pushed to it until then is held and
+sent after the `hello` (`release`): a client's first frame is always its `hello`.
+
 Advisory events (typing) are dropped, not delivered or published, while this instance's
 event loop is behind; on arrival from the bus, likewise. Chat then keeps its latency
 through a typing storm, and typists are shown again by their next refresh.
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Collection, Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -28,13 +32,13 @@ from app.infra.bus import channels, envelope
 from app.infra.bus.redis import RedisBus
 from app.infra.loop_lag import LoopLag
 from app.infra.metrics import Metrics
-from app.ws.connection import Connection
+from app.ws.connection import CLOSE_TOO_SLOW, TOO_SLOW_REASON, Connection
 from app.ws.protocol import text_frame
 from app.ws.room_order import RoomOrder
 
 log = structlog.get_logger(__name__)
 
-RESYNC = orjson.dumps({"type": "resync"}).decode()
+RESYNC = orjson.dumps({"type": "resync"})
 RECHECK_WAIT_S = 1.0
 # A room push: the room, the frame's JSON, and who is skipped (a connection, a user).
 _RoomPush = tuple[str, bytes, str | None, str | None]
@@ -58,6 +62,9 @@ class Fanout:
         self._by_user: dict[str, set[Connection]] = {}
         self._by_room: dict[str, set[Connection]] = {}
         self._watchers: dict[str, set[Connection]] = {}
+        # Connections added `held` and not yet released, with the frames (text and wire
+        # bytes, as `_push` has them) pushed to them meanwhile, in order.
+        self._held: dict[Connection, list[tuple[str, bytes]]] = {}
         # A room's new messages waiting for an earlier one (see `app.ws.room_order`).
         self._order: RoomOrder[_RoomPush] = RoomOrder(
             order_hold_s, self._release, metrics.messages_held.inc
@@ -68,7 +75,11 @@ class Fanout:
 
     # ---- local registry -------------------------------------------------------------
 
-    async def add(self, conn: Connection, room_ids: Iterable[str]) -> None:
+    async def add(self, conn: Connection, room_ids: Iterable[str], *, held: bool = False) -> None:
+        """Deliver to `conn` what concerns its user and `room_ids`; with `held`, keep it
+        until `release` instead of pushing it."""
+        if held:
+            self._held[conn] = []
         self.connections[conn.id] = conn
         first = conn.user_id not in self._by_user
         self._by_user.setdefault(conn.user_id, set()).add(conn)
@@ -78,7 +89,17 @@ class Fanout:
         self._metrics.connections.set(len(self.connections))
         self._metrics.local_users.set(len(self._by_user))
 
+    def release(self, conn: Connection, first: Sequence[str]) -> None:
+        """Push `first` (a `hello`), then what was held for `conn`; from now on pushes go
+        to it directly. One synchronous step, so no push can come between."""
+        held = self._held.pop(conn, ())
+        for text in first:
+            conn.push(text)
+        for text, wire in held:
+            conn.push(text, wire)
+
     async def remove(self, conn: Connection) -> None:
+        self._held.pop(conn, None)
         if self.connections.pop(conn.id, None) is None:
             return
         await self.watch(conn, [])
@@ -227,10 +248,28 @@ class Fanout:
         if not conns:
             return
         text, wire = data.decode(), text_frame(data)
-        for conn in conns:
-            conn.push(text, wire)
         if count:
             self._metrics.frames_fanned_out.inc(len(conns))
+        if self._held:
+            conns = self._hold(conns, text, wire)
+        for conn in conns:
+            conn.push(text, wire)
+
+    def _hold(self, conns: list[Connection], text: str, wire: bytes) -> list[Connection]:
+        """Keep the frame for those of `conns` still being set up; the others."""
+        held, others = self._held, []
+        for conn in conns:
+            frames = held.get(conn)
+            if frames is None:
+                others.append(conn)
+            elif len(frames) < conn.outbox_size:
+                frames.append((text, wire))
+            else:
+                # Bounded as the outbox it is bound for, with the same overflow policy.
+                del held[conn]
+                log.warning("outbox_overflow", connection_id=conn.id, user_id=conn.user_id)
+                conn.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
+        return others
 
     async def _membership(self, room_id: str, user_id: str, change: str) -> None:
         conns = list(self._by_user.get(user_id, ()))
@@ -300,8 +339,7 @@ class Fanout:
     async def on_bus_reconnect(self) -> None:
         """Pushes published while the subscription was down are lost: every local client
         is told to `sync`, which replays them from PostgreSQL."""
-        for conn in list(self.connections.values()):
-            conn.push(RESYNC)
+        self._push(list(self.connections.values()), RESYNC, count=False)
 
     async def drain(self, code: int, reason: str, timeout_s: float) -> None:
         """Close every local socket once the frame it is handling has been answered."""

@@ -14,6 +14,8 @@ This subclass adds what the app needs from there, and closes gaps of the stock c
 - reading on while the app is busy with a frame (up to `ws_max_queue` messages, like
   uvicorn's legacy implementation), so a healthy peer's pongs are not left unread and
   the peer cut off for "not answering";
+- a shutdown closes a socket still being set up (its ASGI task not done) with 1001, as
+  the app's drain closes those already set up, not with uvicorn's 1012;
 - a handshake the parser refuses (e.g. a header line over the limit) gets its 4xx answer
   instead of hanging until the client gives up;
 - `send_text_now`: a frame written to the transport at once, without the ASGI round
@@ -51,6 +53,10 @@ from app.ws.flag import Flag
 from app.ws.frame_splitter import FrameSplitter, between_frames, text_payload
 
 log = structlog.get_logger(__name__)
+
+# A socket closed because the server shuts down: the client reconnects and syncs.
+CLOSE_GOING_AWAY = 1001
+GOING_AWAY = "server shutting down"
 
 # After the app has finished and the close timeout has run out, this much longer for the
 # transport to flush before it is cut.
@@ -291,6 +297,23 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         waits for the ASGI tasks) before the app's lifespan ends."""
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def shutdown(self) -> None:
+        # The server is going down. uvicorn closes with 1012 ("service restart"), but the
+        # contract says 1001 for every socket closed by a shutdown, and the app's own drain
+        # (`app.server`) reaches only the sockets already set up: a socket still in its
+        # ASGI task (waiting for its `auth` frame, its registration) is closed here.
+        if self.handshake_complete and not self.close_sent and self.conn.state is State.OPEN:
+            self.stop_keepalive()
+            self.queue.put_nowait(
+                {"type": "websocket.disconnect", "code": CLOSE_GOING_AWAY, "reason": GOING_AWAY}
+            )
+            self.conn.send_close(CLOSE_GOING_AWAY, GOING_AWAY)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.transport.close()
+            return
+        super().shutdown()
 
     def keepalive_timeout(self) -> None:
         if not (self.close_sent or self.transport.is_closing()):

@@ -1,4 +1,5 @@
-"""SIGTERM: sockets close with 1001 and every acknowledged message is in PostgreSQL."""
+"""SIGTERM: sockets close with 1001, set up or not, and every acknowledged message is in
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.cluster import Client, Instance
+from tests.cluster import FRAME_TIMEOUT_S, Client, Instance
 from tests.support import Stores, auth, new_user_id
 
 pytestmark = pytest.mark.timeout(120)
@@ -71,3 +73,24 @@ async def test_sigterm_closes_sockets_with_1001_and_loses_nothing_acknowledged(
     finally:
         doomed.stop()
         survivor.stop()
+
+
+async def test_a_socket_still_waiting_for_its_auth_frame_is_closed_with_1001(
+    stores: Stores, tmp_path: Path
+) -> None:
+    doomed = Instance("doomed-at-auth", stores, tmp_path)
+    doomed.start()
+    try:
+        # A browser-style client: no header, so the server waits for its `auth` frame,
+        # inside the endpoint's task (the handshake is done once `connect` returns).
+        ws = await connect(doomed.ws, open_timeout=FRAME_TIMEOUT_S)
+        doomed.signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(FRAME_TIMEOUT_S):
+                await ws.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1001
+        assert doomed.proc is not None
+        assert doomed.proc.wait(20) in (0, -signal.SIGTERM)
+    finally:
+        doomed.stop()

@@ -91,6 +91,47 @@ async def test_an_auth_first_frame_authenticates_a_client_that_cannot_set_header
     assert ack["message"]["sender_id"] == alice
 
 
+async def test_an_auth_first_frame_with_an_id_is_acked_under_that_id_after_the_hello(
+    a: Instance,
+) -> None:
+    alice = new_user_id("alice")
+    ws = await raw_connect(a)
+    try:
+        await ws.send(
+            orjson.dumps({"type": "auth", "id": "a1", "token": token_for(alice)}).decode()
+        )
+        hello = orjson.loads(await recv_within(ws))
+        ack = orjson.loads(await recv_within(ws))
+    finally:
+        await ws.close()
+
+    assert hello["type"] == "hello"
+    assert (ack["type"], ack["id"]) == ("ack", "a1")
+    assert ack["data"]["user_id"] == alice
+    assert parse_z(ack["data"]["expires_at"]) > datetime.now(UTC) + timedelta(minutes=50)
+
+
+async def test_an_auth_first_frame_without_an_id_is_answered_as_an_id_less_renewal_is(
+    a: Instance,
+) -> None:
+    alice = new_user_id("alice")
+    ws = await raw_connect(a)
+    try:
+        await ws.send(orjson.dumps({"type": "auth", "token": token_for(alice)}).decode())
+        hello = orjson.loads(await recv_within(ws))
+        first = orjson.loads(await recv_within(ws))
+        await ws.send(orjson.dumps({"type": "auth", "token": token_for(alice)}).decode())
+        renewal = orjson.loads(await recv_within(ws))
+    finally:
+        await ws.close()
+
+    assert hello["type"] == "hello"
+    assert (renewal["type"], renewal["id"]) == ("ack", None)
+    assert (first["type"], first["id"]) == (renewal["type"], renewal["id"])
+    assert first["data"].keys() == renewal["data"].keys()
+    assert first["data"]["user_id"] == alice
+
+
 async def test_a_bad_token_in_the_header_closes_with_4401(a: Instance) -> None:
     ws = await raw_connect(a, additional_headers={"Authorization": "Bearer not-a-jwt"})
     assert await close_code(ws) == 4401

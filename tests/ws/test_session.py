@@ -3,17 +3,52 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import orjson
+import pytest
 from websockets.asyncio.client import connect
 
-from tests.cluster import FRAME_TIMEOUT_S, Client, Instance
-from tests.support import new_user_id, token_for
+from tests.cluster import (
+    FRAME_TIMEOUT_S,
+    Client,
+    Instance,
+    Sockets,
+    new_group,
+    next_receipt,
+    rest,
+    rest_send,
+)
+from tests.support import Stores, new_user_id, token_for
 
 # uvicorn's close timeout (10 s) plus the protocol's grace for a lingering close (2 s):
 # the moment a socket whose app task had ended used to be cut off.
 CUT_OFF_AFTER_S = 12.0
+
+
+@pytest.fixture
+async def db(stores: Stores) -> AsyncIterator[Any]:
+    """A connection of the test's own to the instances' PostgreSQL, for its locks."""
+    dsn = stores.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn = await asyncpg.connect(dsn, timeout=FRAME_TIMEOUT_S)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def until_blocked_by(db: Any) -> None:
+    """Until a statement of an instance waits for a lock that `db` holds."""
+    waiting = (
+        "SELECT EXISTS (SELECT 1 FROM pg_locks"
+        " WHERE NOT granted AND $1 = ANY(pg_blocking_pids(pid)))"
+    )
+    holder = db.get_server_pid()
+    async with asyncio.timeout(FRAME_TIMEOUT_S):
+        while not await db.fetchval(waiting, holder):  # noqa: ASYNC110 (a lock wait has no event)
+            await asyncio.sleep(0.01)
 
 
 async def test_an_idle_socket_is_served_past_the_close_timeout(a: Instance) -> None:
@@ -49,3 +84,32 @@ async def test_an_empty_text_frame_sent_before_the_hello_is_answered_as_text(a: 
     assert hello["type"] == "hello"
     assert error["code"] == "INVALID_FRAME"
     assert error["message"] == "frame is not valid JSON"
+
+
+async def test_a_push_that_arrives_while_the_socket_is_set_up_comes_after_the_hello(
+    a: Instance, db: Any, sockets: Sockets
+) -> None:
+    alice, bob = new_user_id("alice"), new_user_id("bob")
+    room = await new_group(a, alice, bob)
+    await rest_send(a, bob, room["id"], "read me")
+    # Bob's other device: it gets each push to bob in the same delivery as the new socket.
+    other_device = await sockets.open(a, bob)
+    # A new display name makes the set-up write bob's row, after the socket has been
+    # registered for bob's pushes: with the row locked, the set-up waits right there.
+    held = db.transaction()
+    await held.start()
+    await db.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", bob)
+    headers = {"Authorization": f"Bearer {token_for(bob, name='Bob')}"}
+    async with connect(a.ws, additional_headers=headers, open_timeout=FRAME_TIMEOUT_S) as ws:
+        try:
+            await until_blocked_by(db)
+            resp = await rest(a, alice, "POST", f"/v1/rooms/{room['id']}/read", {"seq": 1})
+            assert resp.status_code == 200, resp.text
+            await next_receipt(other_device, "read", user_id=alice)
+        finally:
+            await held.rollback()
+        async with asyncio.timeout(FRAME_TIMEOUT_S):
+            first = orjson.loads(await ws.recv())
+        receipt = await next_receipt(Client(ws), "read", user_id=alice)
+    assert first["type"] == "hello"
+    assert receipt["seq"] == 1
