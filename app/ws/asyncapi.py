@@ -44,7 +44,8 @@ DESCRIPTION = """\
 One JSON object per text frame, each with a `type`. Authenticate with the
 `Authorization: Bearer` header, or with an `auth` first frame within 10 seconds.
 `hello` is the first frame of every connection; an `auth` first frame is acked right
-after it, before any push. A client frame may carry an `id`; its answer is an `ack` (or `error`) with that id.
+after it, before any push. A client frame may carry an `id`; its answer is an `ack`
+(or `error`) with that id.
 Close codes: 4401 authentication failed or expired, 4403 origin refused, 4408 no auth
 in time, 4429 too many connections or frames (or not reading), 1009 frame too large,
 1007 text frame that is not UTF-8, 1013 a data store is unavailable at connect (retry),
