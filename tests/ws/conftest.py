@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import asyncpg
 import pytest
 
-from tests.cluster import Instance
+from tests.cluster import FRAME_TIMEOUT_S, Instance
 from tests.support import Stores
 
 
@@ -31,3 +33,14 @@ def a(cluster: list[Instance]) -> Instance:
 @pytest.fixture(scope="session")
 def b(cluster: list[Instance]) -> Instance:
     return cluster[1]
+
+
+@pytest.fixture
+async def db(stores: Stores) -> AsyncIterator[Any]:
+    """A connection of the test's own to the instances' PostgreSQL: its clock and its locks."""
+    dsn = stores.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn = await asyncpg.connect(dsn, timeout=FRAME_TIMEOUT_S)
+    try:
+        yield conn
+    finally:
+        await conn.close()

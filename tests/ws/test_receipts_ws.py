@@ -9,9 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import httpx
-import pytest
 
 from tests.cluster import (
     FRAME_TIMEOUT_S,
@@ -27,7 +25,7 @@ from tests.cluster import (
     rest_send,
     send_history,
 )
-from tests.support import Stores, auth, new_user_id
+from tests.support import auth, new_user_id
 
 QUIET_S = 0.5
 # Far longer than a frame takes to reach PostgreSQL, and short of the instances' lock
@@ -49,17 +47,6 @@ async def receipts_of(
     )
     assert resp.status_code == 200, resp.text
     return {item["user_id"]: item for item in resp.json()["items"]}
-
-
-@pytest.fixture
-async def db(stores: Stores) -> AsyncIterator[Any]:
-    """A connection of the test's own to the instances' PostgreSQL: its clock and its locks."""
-    dsn = stores.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    conn = await asyncpg.connect(dsn, timeout=FRAME_TIMEOUT_S)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 @asynccontextmanager

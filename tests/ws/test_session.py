@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import orjson
-import pytest
 from websockets.asyncio.client import connect
 
 from tests.cluster import (
@@ -21,22 +18,11 @@ from tests.cluster import (
     rest,
     rest_send,
 )
-from tests.support import Stores, new_user_id, token_for
+from tests.support import new_user_id, token_for
 
 # uvicorn's close timeout (10 s) plus the protocol's grace for a lingering close (2 s):
 # the moment a socket whose app task had ended used to be cut off.
 CUT_OFF_AFTER_S = 12.0
-
-
-@pytest.fixture
-async def db(stores: Stores) -> AsyncIterator[Any]:
-    """A connection of the test's own to the instances' PostgreSQL, for its locks."""
-    dsn = stores.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    conn = await asyncpg.connect(dsn, timeout=FRAME_TIMEOUT_S)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def until_blocked_by(db: Any) -> None:
