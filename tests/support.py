@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,3 +80,16 @@ def assert_problem(resp: httpx.Response, status: int, code: str) -> dict[str, An
     assert problem["code"] == code, problem
     assert problem["status"] == status, problem
     return problem
+
+
+async def until_blocked_by(db: Any, within_s: float) -> None:
+    """Until a statement of another session waits for a lock that `db` (an asyncpg
+    connection of the test's own) holds; TimeoutError after `within_s`."""
+    waiting = (
+        "SELECT EXISTS (SELECT 1 FROM pg_locks"
+        " WHERE NOT granted AND $1 = ANY(pg_blocking_pids(pid)))"
+    )
+    holder = db.get_server_pid()
+    async with asyncio.timeout(within_s):
+        while not await db.fetchval(waiting, holder):  # noqa: ASYNC110 (a lock wait has no event)
+            await asyncio.sleep(0.01)

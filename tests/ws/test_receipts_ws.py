@@ -25,7 +25,7 @@ from tests.cluster import (
     rest_send,
     send_history,
 )
-from tests.support import auth, new_user_id
+from tests.support import auth, new_user_id, until_blocked_by
 
 QUIET_S = 0.5
 # Far longer than a frame takes to reach PostgreSQL, and short of the instances' lock
@@ -62,19 +62,6 @@ async def member_row_held(db: Any, room_id: str, user_id: str) -> AsyncIterator[
         yield
 
 
-async def until_a_statement_waits_on(db: Any) -> None:
-    """Until another session waits for a lock `db` holds: the move asked for has reached
-    PostgreSQL, so whatever time it carries was either taken already or is the database's."""
-    waiting = (
-        "SELECT EXISTS (SELECT 1 FROM pg_locks"
-        " WHERE NOT granted AND $1 = ANY(pg_blocking_pids(pid)))"
-    )
-    holder = db.get_server_pid()
-    async with asyncio.timeout(WAITING_WITHIN_S):
-        while not await db.fetchval(waiting, holder):  # noqa: ASYNC110 (a lock wait has no event)
-            await asyncio.sleep(0.01)
-
-
 @asynccontextmanager
 async def lane_held(
     db: Any, room_id: str, holder: str, holder_socket: Client
@@ -85,7 +72,7 @@ async def lane_held(
     in one batch once the block ends."""
     async with member_row_held(db, room_id, holder):
         await holder_socket.send(mark("delivered", room_id, 1))
-        await until_a_statement_waits_on(db)
+        await until_blocked_by(db, WAITING_WITHIN_S)
         yield
 
 
@@ -324,7 +311,7 @@ async def test_a_read_receipt_carries_the_time_its_move_was_written_not_asked_fo
 
     async with member_row_held(db, room["id"], bob):
         frame_id = await bob_socket.send(mark("read", room["id"], 1))
-        await until_a_statement_waits_on(db)
+        await until_blocked_by(db, WAITING_WITHIN_S)
         released = await db.fetchval("SELECT clock_timestamp()")
     assert (await bob_socket.reply_to(frame_id))["type"] == "ack"
 
@@ -346,7 +333,7 @@ async def test_a_sync_acknowledgement_carries_the_time_its_move_was_written_not_
 
     async with member_row_held(db, room["id"], bob):
         frame_id = await bob_socket.send({"type": "sync", "cursors": {room["id"]: 1}})
-        await until_a_statement_waits_on(db)
+        await until_blocked_by(db, WAITING_WITHIN_S)
         released = await db.fetchval("SELECT clock_timestamp()")
     assert (await bob_socket.reply_to(frame_id))["type"] == "ack"
 

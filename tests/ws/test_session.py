@@ -18,23 +18,11 @@ from tests.cluster import (
     rest,
     rest_send,
 )
-from tests.support import new_user_id, token_for
+from tests.support import new_user_id, token_for, until_blocked_by
 
 # uvicorn's close timeout (10 s) plus the protocol's grace for a lingering close (2 s):
 # the moment a socket whose app task had ended used to be cut off.
 CUT_OFF_AFTER_S = 12.0
-
-
-async def until_blocked_by(db: Any) -> None:
-    """Until a statement of an instance waits for a lock that `db` holds."""
-    waiting = (
-        "SELECT EXISTS (SELECT 1 FROM pg_locks"
-        " WHERE NOT granted AND $1 = ANY(pg_blocking_pids(pid)))"
-    )
-    holder = db.get_server_pid()
-    async with asyncio.timeout(FRAME_TIMEOUT_S):
-        while not await db.fetchval(waiting, holder):  # noqa: ASYNC110 (a lock wait has no event)
-            await asyncio.sleep(0.01)
 
 
 async def test_an_idle_socket_is_served_past_the_close_timeout(a: Instance) -> None:
@@ -88,7 +76,7 @@ async def test_a_push_that_arrives_while_the_socket_is_set_up_comes_after_the_he
     headers = {"Authorization": f"Bearer {token_for(bob, name='Bob')}"}
     async with connect(a.ws, additional_headers=headers, open_timeout=FRAME_TIMEOUT_S) as ws:
         try:
-            await until_blocked_by(db)
+            await until_blocked_by(db, FRAME_TIMEOUT_S)
             resp = await rest(a, alice, "POST", f"/v1/rooms/{room['id']}/read", {"seq": 1})
             assert resp.status_code == 200, resp.text
             await next_receipt(other_device, "read", user_id=alice)
