@@ -37,7 +37,9 @@ from redis.exceptions import RedisError
 
 from app import background
 from app.infra.bus import channels, envelope
+from app.infra.bus.script_connection import ScriptConnection
 from app.infra.metrics import Metrics
+from app.infra.redis_client import TIMEOUT_S
 
 log = structlog.get_logger(__name__)
 
@@ -79,7 +81,7 @@ class RedisBus:
         # unanswered since; and how many of those are unanswered, per channel.
         self._confirmed: set[str] = set()
         self._unanswered: Counter[str] = Counter()
-        self._publish_script = redis.register_script(PUBLISH_LUA.read_text())
+        self._publish_script = ScriptConnection(redis, PUBLISH_LUA.read_text(), TIMEOUT_S)
         # redis-py re-established the subscription connection by itself: treated as the
         # failure it hides (what was published in between is lost).
         self._reconnected = False
@@ -159,7 +161,7 @@ class RedisBus:
             for channel, data in batch:
                 args += (channel, data, 1 if channel in self._confirmed else 0)
             try:
-                sent = await self._publish_script(args=args)
+                sent = await self._publish_script.run(args)
             except REDIS_DOWN as exc:
                 error = exc
                 if self._dropped:
@@ -219,6 +221,8 @@ class RedisBus:
             await background.stop([self._flusher])
         with contextlib.suppress(*REDIS_DOWN):
             await asyncio.wait_for(self._pubsub.aclose(), 2.0)  # type: ignore[no-untyped-call]
+        with contextlib.suppress(*REDIS_DOWN):
+            await asyncio.wait_for(self._publish_script.close(), 2.0)
 
     async def _read(self, on_message: OnMessage, on_reconnect: OnReconnect) -> None:
         first = True
