@@ -110,7 +110,12 @@ async def run_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Se
         fanout.recheck_watches = functools.partial(watches.recheck, sessions, fanout)
         store = RedisPresence(redis, grace_s=2 * settings.heartbeat_s)
         heartbeat = Heartbeat(
-            store, fanout, lambda: unit_of_work(sessions, fanout), metrics, settings.heartbeat_s
+            store,
+            fanout,
+            lambda: unit_of_work(sessions, fanout),
+            metrics,
+            settings.heartbeat_s,
+            max_deferred_leaves=settings.max_deferred_leaves,
         )
 
         bus.start(fanout.on_bus_message, fanout.on_bus_reconnect)

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     auth_timeout_s: float = 10.0
     # Frames queued for one client before it counts as not reading and is closed.
     outbox_frames: int = 1024
+    # Leaves kept for the heartbeat while Redis is unreachable (app/ws/heartbeat.py).
+    max_deferred_leaves: int = Field(default=100_000, ge=0)
     # Writes (send, delivered, read) one connection may have awaiting their commit at once.
     frames_in_flight: int = 32
     # Ordered lanes of the send path, and as many of the receipt path (see

@@ -112,6 +112,12 @@ class Metrics:
             "Connections found dead by sweeps (their instance stopped vouching).",
             registry=r,
         )
+        self.deferred_leaves_dropped = Counter(
+            "chat_presence_deferred_leaves_dropped_total",
+            "Leaves that could not reach Redis and found the backlog full; their connections "
+            "are swept instead.",
+            registry=r,
+        )
         self.rate_limited = Counter(
             "chat_ws_rate_limited_total", "Frames refused for exceeding the rate.", registry=r
         )

@@ -48,13 +48,23 @@ class Heartbeat:
         work: UnitOfWorkFactory,
         metrics: Metrics,
         heartbeat_s: float,
+        *,
+        max_deferred_leaves: int,
     ) -> None:
         self._store = store
         self._fanout = fanout
         self._work = work
         self._metrics = metrics
         self._interval = heartbeat_s / 2
-        self._pending_leaves: list[tuple[str, str, datetime]] = []
+        # Leaves that could not reach Redis, by connection: (user, last seen). While Redis
+        # is down connections are still served, so every one that ends adds one, and a
+        # long outage with clients coming and going would grow this without end. Past
+        # the bound a leave is not kept: nothing is lost, only made less exact. Its entry
+        # in Redis, which no instance vouches for any more, is swept within two
+        # heartbeats with the last time this instance vouched for it as last seen (at
+        # most half a heartbeat early).
+        self._pending_leaves: dict[str, tuple[str, datetime]] = {}
+        self._max_pending_leaves = max_deferred_leaves
         # Users Redis has reported offline (a sweep, a leave) whose offline PostgreSQL has
         # not taken yet, with their latest last seen. Redis lists them no more, so if
         # PostgreSQL fails nothing would ever find them again: they are retried from here
@@ -80,7 +90,11 @@ class Heartbeat:
 
     def leave_later(self, user_id: str, connection_id: str, last_seen: datetime) -> None:
         """A connection ended while Redis was unreachable: unregister it on a later tick."""
-        self._pending_leaves.append((user_id, connection_id, last_seen))
+        full = len(self._pending_leaves) >= self._max_pending_leaves
+        if full and connection_id not in self._pending_leaves:
+            self._metrics.deferred_leaves_dropped.inc()
+            return
+        self._pending_leaves[connection_id] = (user_id, last_seen)
 
     async def _run(self) -> None:
         while True:
@@ -100,15 +114,14 @@ class Heartbeat:
                 self._went[user_id] = last_seen
 
     async def _settle_pending_leaves(self) -> None:
-        pending, self._pending_leaves = self._pending_leaves, []
-        for index, (user_id, connection_id, last_seen) in enumerate(pending):
-            try:
-                went = await self._store.disconnect(user_id, connection_id)
-                if went or not await self._store.online([user_id]):
-                    self._found_offline([(user_id, last_seen)])
-            except (RedisError, OSError):
-                self._pending_leaves.extend(pending[index:])
-                raise
+        while self._pending_leaves:
+            # Forgotten only once Redis has taken it: a failure leaves it for the next tick.
+            connection_id, (user_id, last_seen) = next(iter(self._pending_leaves.items()))
+            went = await self._store.disconnect(user_id, connection_id)
+            if went or not await self._store.online([user_id]):
+                self._found_offline([(user_id, last_seen)])
+            if self._pending_leaves.get(connection_id) == (user_id, last_seen):
+                del self._pending_leaves[connection_id]
 
     async def _sweep_all(self) -> int:
         """Sweep in slices of SWEEP_SLICE (each one short in Redis) until none is full:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -99,7 +99,12 @@ async def redis(stores: Stores) -> AsyncIterator[Redis]:
 
 @asynccontextmanager
 async def _instance(
-    database_url: str, registry: PresenceRegistry, local: LocalConnections
+    database_url: str,
+    registry: PresenceRegistry,
+    local: LocalConnections,
+    *,
+    max_deferred_leaves: int = 100,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[tuple[Heartbeat, Watchers]]:
     """The heartbeat of an instance with these local connections, its ticks left to the
     test, and what it told watchers."""
@@ -110,8 +115,9 @@ async def _instance(
         registry,
         cast(Fanout, local),
         lambda: unit_of_work(sessions, watchers),
-        Metrics(),
+        metrics or Metrics(),
         heartbeat_s=10,
+        max_deferred_leaves=max_deferred_leaves,
     )
     try:
         yield heartbeat, watchers
@@ -360,3 +366,62 @@ async def test_a_deferred_leave_is_not_announced_over_a_connection_made_elsewher
 
     assert await real.online([user]) == {user}
     assert watchers.offline(user) == 0, watchers.frames(user)
+
+
+# ---- leaves deferred while Redis was away ---------------------------------------------
+
+
+@pytest.mark.usefixtures("client")
+async def test_a_leave_past_the_deferred_bound_is_not_kept_and_its_connection_is_swept(
+    stores: Stores, redis_of_its_own: Redis
+) -> None:
+    kept, dropped = new_user_id("kept"), new_user_id("dropped")
+    await _users_in_postgres(stores, [kept, dropped])
+    lapsing = RedisPresence(redis_of_its_own, grace_s=0)
+    kept_conn, dropped_conn = new_user_id("conn"), new_user_id("conn")
+    assert await lapsing.connect(kept, kept_conn, 5) == 1
+    assert await lapsing.connect(dropped, dropped_conn, 5) == 1
+    vouched_ms = await redis_of_its_own.zscore(connections_key(dropped), dropped_conn)
+    assert vouched_ms is not None
+    await asyncio.sleep(0.01)  # both lapse; each leave's own time is after its vouching
+    kept_left_at = datetime.now(UTC)
+
+    metrics = Metrics()
+
+    async with _instance(
+        stores.database_url, lapsing, LocalConnections(), max_deferred_leaves=1, metrics=metrics
+    ) as (heartbeat, watchers):
+        heartbeat.leave_later(kept, kept_conn, kept_left_at)
+        heartbeat.leave_later(dropped, dropped_conn, datetime.now(UTC))
+        await heartbeat.tick()
+
+    assert metrics.deferred_leaves_dropped._value.get() == 1
+    assert [f["last_seen"] for f in watchers.frames(kept)] == [iso_utc(kept_left_at)]
+    # Not lost: swept, with the last time its instance vouched for it.
+    vouched_at = datetime.fromtimestamp(int(vouched_ms) / 1000, UTC)
+    assert [f["last_seen"] for f in watchers.frames(dropped)] == [iso_utc(vouched_at)]
+    assert await lapsing.online([kept, dropped]) == set()
+
+
+@pytest.mark.usefixtures("client")
+async def test_a_connection_deferred_twice_is_settled_once(
+    stores: Stores, redis_of_its_own: Redis
+) -> None:
+    user, connection_id = new_user_id("twice"), new_user_id("conn")
+    await _users_in_postgres(stores, [user])
+    registry = RedisPresence(redis_of_its_own, grace_s=20)
+    assert await registry.connect(user, connection_id, 5) == 1
+    first, second = datetime.now(UTC), datetime.now(UTC) + timedelta(milliseconds=5)
+
+    metrics = Metrics()
+
+    async with _instance(
+        stores.database_url, registry, LocalConnections(), max_deferred_leaves=1, metrics=metrics
+    ) as (heartbeat, watchers):
+        # Its leave could not reach Redis, then its last seen could not reach PostgreSQL.
+        heartbeat.leave_later(user, connection_id, first)
+        heartbeat.leave_later(user, connection_id, second)
+        await heartbeat.tick()
+
+    assert metrics.deferred_leaves_dropped._value.get() == 0
+    assert [f["last_seen"] for f in watchers.frames(user)] == [iso_utc(second)]
