@@ -4,38 +4,59 @@
 the event loop, after everything already queued. A write lane that starts its next
 statement while it answers the last batch needs the statement sent now, so that
 PostgreSQL works on it while the event loop's thread does the answering. Python 3.12's
-eager tasks do this; the service runs on 3.11 too, hence this small equivalent.
+eager tasks do this; on 3.11 this module does the same.
+
+The first step runs as the task it continues in, as an eager task's does. What it sets
+up may hold on to the current task: an `asyncio.timeout` entered there (asyncpg's, while
+it connects) cancels that task when it expires. Run as the caller instead, a connect that
+timed out cancelled the write lane that had started the batch, and the lane was gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import types
+from asyncio import tasks
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def start_now(coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
-    """Run `coro` here until it first waits, then on as a task; its outcome is the
-    future's (also when it ends or fails before waiting at all)."""
+def start_now(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """Run `coro` here until it first waits, as the task returned, which carries it on;
+    the task's outcome is the coroutine's (also when it ends or fails before waiting)."""
     loop = asyncio.get_running_loop()
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(coro, loop=loop, eager_start=True)
+    first: list[Any] = []  # what the first step yielded, or how it ended
+    task = loop.create_task(_resume(coro, first))
+    caller = asyncio.current_task(loop)
+    if caller is not None:
+        tasks._leave_task(loop, caller)
+    tasks._enter_task(loop, task)
     try:
-        awaited = coro.send(None)
+        first.append(("waits", coro.send(None)))
     except StopIteration as done:
-        finished: asyncio.Future[T] = loop.create_future()
-        finished.set_result(done.value)
-        return finished
-    except BaseException as exc:
-        failed: asyncio.Future[T] = loop.create_future()
-        failed.set_exception(exc)
-        return failed
-    return loop.create_task(_resume(coro, awaited))
+        first.append(("returned", done.value))
+    except BaseException as exc:  # the task re-raises it as its own outcome
+        first.append(("raised", exc))
+    finally:
+        tasks._leave_task(loop, task)
+        if caller is not None:
+            tasks._enter_task(loop, caller)
+    return task
 
 
-async def _resume(coro: Coroutine[Any, Any, T], awaited: Any) -> T:
-    result: T = await _carry_on(coro, awaited)
+async def _resume(coro: Coroutine[Any, Any, T], first: list[Any]) -> T:
+    how, what = first[0]
+    if how == "returned":
+        result: T = what
+        return result
+    if how == "raised":
+        raise what
+    result = await _carry_on(coro, what)
     return result
 
 

@@ -94,7 +94,7 @@ class Lanes(Generic[T, R]):
         self._early: list[tuple[list[_Job[T, R]], asyncio.Future[bool]] | None] = [
             None for _ in range(lanes)
         ]
-        self._running: set[asyncio.Future[None]] = set()
+        self._running: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._tasks = [
@@ -107,8 +107,7 @@ class Lanes(Generic[T, R]):
         draining = [asyncio.create_task(q.join()) for q in self._queues]
         if draining:
             await asyncio.wait(draining, timeout=timeout_s)
-        batches = [b for b in self._running if isinstance(b, asyncio.Task)]
-        await background.stop([*draining, *self._tasks, *batches])
+        await background.stop([*draining, *self._tasks, *self._running])
 
     async def submit(self, key: Hashable, item: T) -> R:
         return await self.enqueue(key, item)
@@ -165,9 +164,8 @@ class Lanes(Generic[T, R]):
             finished.set_result(outcome)
 
         started = eager.start_now(run())
-        if isinstance(started, asyncio.Task):
-            self._running.add(started)
-            started.add_done_callback(self._running.discard)
+        self._running.add(started)
+        started.add_done_callback(self._running.discard)
         return finished
 
     @staticmethod

@@ -192,3 +192,22 @@ async def test_a_failed_batch_answers_unavailable_and_refuses_what_waited() -> N
                 await asyncio.wait_for(answer, WAIT_S)
 
     await _running(lanes, body)
+
+
+async def test_a_timeout_that_expires_in_a_batch_fails_the_batch_not_the_lane() -> None:
+    # A store that times out where the batch's first step set its bound (asyncpg does
+    # so while it connects): the lane that started the batch must live on.
+    async def timing_out(items: list[int], turn: Turn) -> list[int | ChatError]:
+        if items == [1]:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(WAIT_S)
+        return [item * 10 for item in items]
+
+    lanes: Lanes[int, int] = Lanes("test", timing_out, lanes=1)
+
+    async def body() -> None:
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(lanes.enqueue("k", 1), WAIT_S)
+        assert await asyncio.wait_for(lanes.enqueue("k", 2), WAIT_S) == 20
+
+    await _running(lanes, body)
