@@ -1,12 +1,11 @@
-"""Fan-out on one instance: local connections by room and by user, and the bus under them.
+"""Fan-out on one instance: events to the local sockets they concern, and over the bus.
 
 Committed events are delivered to local sockets first, then published once per channel
 for the other instances (a channel only this instance follows is not published at all;
-an echo that does arrive is ignored). An instance subscribes to a room's or user's
-channel only while one of its connections follows it, so it receives only what its own
-sockets need. A frame is serialized once and the same text is queued
-for every socket that gets it. A room's new messages, from here or from the bus, go out
-in `seq` order (`RoomOrder`).
+an echo that does arrive is ignored). Which sockets an event concerns, and which
+channels this instance follows, is the `LocalRegistry`'s to know. A frame is serialized
+once and the same text is queued for every socket that gets it. A room's new messages,
+from here or from the bus, go out in `seq` order (`RoomOrder`).
 
 A connection being set up is registered before its `hello` has gone out (so that nothing
 addressed to it meanwhile is missed), and what is pushed to it until then is held and
@@ -34,6 +33,7 @@ from app.infra.loop_lag import LoopLag
 from app.infra.metrics import Metrics
 from app.ws.connection import CLOSE_TOO_SLOW, TOO_SLOW_REASON, Connection
 from app.ws.protocol import text_frame
+from app.ws.registry import LocalRegistry
 from app.ws.room_order import RoomOrder
 
 log = structlog.get_logger(__name__)
@@ -58,10 +58,6 @@ class Fanout:
         self._loop_lag = loop_lag
         self._instance_id = instance_id
         self._metrics = metrics
-        self.connections: dict[str, Connection] = {}
-        self._by_user: dict[str, set[Connection]] = {}
-        self._by_room: dict[str, set[Connection]] = {}
-        self._watchers: dict[str, set[Connection]] = {}
         # Connections added `held` and not yet released, with the frames (text and wire
         # bytes, as `_push` has them) pushed to them meanwhile, in order.
         self._held: dict[Connection, list[tuple[str, bytes]]] = {}
@@ -69,25 +65,23 @@ class Fanout:
         self._order: RoomOrder[_RoomPush] = RoomOrder(
             order_hold_s, self._release, metrics.messages_held.inc
         )
+        self._registry = LocalRegistry(bus, metrics, self._order.forget)
         # Set once the services exist: re-checks what connections may watch.
         self.recheck_watches: Callable[[list[Connection]], Coroutine[Any, Any, None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    # ---- local registry -------------------------------------------------------------
+    # ---- the local registry (`app.ws.registry`) ------------------------------------
+
+    @property
+    def connections(self) -> dict[str, Connection]:
+        return self._registry.connections
 
     async def add(self, conn: Connection, room_ids: Iterable[str], *, held: bool = False) -> None:
         """Deliver to `conn` what concerns its user and `room_ids`; with `held`, keep it
         until `release` instead of pushing it."""
         if held:
             self._held[conn] = []
-        self.connections[conn.id] = conn
-        first = conn.user_id not in self._by_user
-        self._by_user.setdefault(conn.user_id, set()).add(conn)
-        if first:
-            await self._bus.subscribe([channels.user(conn.user_id)])
-        await self._follow([conn], room_ids)
-        self._metrics.connections.set(len(self.connections))
-        self._metrics.local_users.set(len(self._by_user))
+        await self._registry.add(conn, room_ids)
 
     def release(self, conn: Connection, first: Sequence[str]) -> None:
         """Push `first` (a `hello`), then what was held for `conn`; from now on pushes go
@@ -100,66 +94,17 @@ class Fanout:
 
     async def remove(self, conn: Connection) -> None:
         self._held.pop(conn, None)
-        if self.connections.pop(conn.id, None) is None:
-            return
-        await self.watch(conn, [])
-        await self._unfollow([conn], list(conn.rooms))
-        mine = self._by_user.get(conn.user_id, set())
-        mine.discard(conn)
-        if not mine:
-            self._by_user.pop(conn.user_id, None)
-            await self._bus.unsubscribe([channels.user(conn.user_id)])
-        self._metrics.connections.set(len(self.connections))
-        self._metrics.local_users.set(len(self._by_user))
+        await self._registry.remove(conn)
 
     def of_user(self, user_id: str) -> set[Connection]:
-        return self._by_user.get(user_id, set())
+        return self._registry.of_user(user_id)
 
     async def watch(self, conn: Connection, user_ids: Iterable[str]) -> None:
         """Replace the set of users whose presence `conn` follows."""
-        wanted = set(user_ids)
-        new_channels, gone_channels = [], []
-        for user_id in wanted - conn.watching:
-            watchers = self._watchers.setdefault(user_id, set())
-            if not watchers:
-                new_channels.append(channels.watch(user_id))
-            watchers.add(conn)
-        for user_id in conn.watching - wanted:
-            watchers = self._watchers.get(user_id, set())
-            watchers.discard(conn)
-            if not watchers:
-                self._watchers.pop(user_id, None)
-                gone_channels.append(channels.watch(user_id))
-        conn.watching = wanted
-        await self._bus.subscribe(new_channels)
-        await self._bus.unsubscribe(gone_channels)
+        await self._registry.watch(conn, user_ids)
 
     async def follow(self, conn: Connection, room_ids: Iterable[str]) -> None:
-        await self._follow([conn], room_ids)
-
-    async def _follow(self, conns: Iterable[Connection], room_ids: Iterable[str]) -> None:
-        new_channels = []
-        for room_id in room_ids:
-            followers = self._by_room.setdefault(room_id, set())
-            if not followers:
-                new_channels.append(channels.room(room_id))
-            for conn in conns:
-                followers.add(conn)
-                conn.rooms.add(room_id)
-        await self._bus.subscribe(new_channels)
-
-    async def _unfollow(self, conns: Iterable[Connection], room_ids: Iterable[str]) -> None:
-        gone = []
-        for room_id in room_ids:
-            followers = self._by_room.get(room_id, set())
-            for conn in conns:
-                followers.discard(conn)
-                conn.rooms.discard(room_id)
-            if not followers:
-                self._by_room.pop(room_id, None)
-                self._order.forget(room_id)
-                gone.append(channels.room(room_id))
-        await self._bus.unsubscribe(gone)
+        await self._registry.follow(conn, room_ids)
 
     # ---- publishing (the domain's EventPublisher) ------------------------------------
 
@@ -206,7 +151,7 @@ class Fanout:
                     if change == "removed":
                         # Whoever watches this user may no longer share a room with them:
                         # settled before the room hears of the removal (the next event).
-                        await self._recheck_first(self._watchers.get(user_id, ()))
+                        await self._recheck_first(self._registry.watchers_of(user_id))
                         outgoing.append((channels.watch(user_id), envelope.encode(header)))
         await self._bus.publish(outgoing, wait=wait)
 
@@ -233,16 +178,16 @@ class Fanout:
     ) -> None:
         conns = [
             c
-            for c in self._by_room.get(room_id, ())
+            for c in self._registry.in_room(room_id)
             if c.id != skip_connection and c.user_id != skip_user
         ]
         self._push(conns, data)
 
     def _to_user(self, user_id: str, data: bytes, skip: Collection[str | None]) -> None:
-        self._push([c for c in self._by_user.get(user_id, ()) if c.id not in skip], data)
+        self._push([c for c in self._registry.of_user(user_id) if c.id not in skip], data)
 
     def _to_watchers(self, user_id: str, data: bytes) -> None:
-        self._push(list(self._watchers.get(user_id, ())), data, count=False)
+        self._push(list(self._registry.watchers_of(user_id)), data, count=False)
 
     def _push(self, conns: list[Connection], data: bytes, *, count: bool = True) -> None:
         if not conns:
@@ -272,13 +217,8 @@ class Fanout:
         return others
 
     async def _membership(self, room_id: str, user_id: str, change: str) -> None:
-        conns = list(self._by_user.get(user_id, ()))
-        if not conns:
-            return
-        if change == "added":
-            await self._follow(conns, [room_id])
-        else:
-            await self._unfollow(conns, [room_id])
+        conns = await self._registry.membership(room_id, user_id, change)
+        if conns and change != "added":
             # Those the removed user watches may no longer share a room with them.
             await self._recheck_first(conns)
 
@@ -322,7 +262,7 @@ class Fanout:
             self._to_room_in_order(key, seq, frame, skip, header.get("u"))
         elif kind == "watch":
             if "m" in header:
-                await self._recheck_first(self._watchers.get(key, ()))
+                await self._recheck_first(self._registry.watchers_of(key))
             else:
                 self._to_watchers(key, frame)
         elif kind == "user":
