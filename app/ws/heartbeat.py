@@ -4,7 +4,10 @@ Every half heartbeat the instance refreshes the registry entries of its connecti
 sweeps entries no instance has refreshed for two heartbeats (their instance died or was
 cut off), so a dead instance's users go offline within three heartbeats, with the last
 time their instance vouched for them as last seen. Sweeping is atomic in Redis, so every
-instance can run it at once without a double or a lost offline event.
+instance can run it at once without a double or a lost offline event. After a time when
+no instance could sweep (Redis out of reach of them all) the sweep holds off for a grace
+(`sweep.lua`): every entry has lapsed then, the live ones too, until their instances
+vouch again.
 
 What a tick finds in Redis (users gone offline, users back online) is kept by the instance
 until PostgreSQL has taken it and watchers were told, and is retried on the next tick if

@@ -8,6 +8,7 @@ what the registry says). Only the moment something lands is chosen by the test."
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -185,9 +186,13 @@ async def test_a_leave_that_reaches_redis_before_the_refresh_is_not_announced_ag
 
 @pytest.fixture
 async def redis_of_its_own(stores: Stores) -> AsyncIterator[Redis]:
-    """Another database of the test Redis: a sweep with no grace there cannot touch the
-    registry the other tests' instances keep."""
-    client = make_redis(urlunsplit(urlsplit(stores.redis_url)._replace(path="/9")), 10)
+    """Another database of the test Redis, one per test process: a sweep with no grace
+    there cannot touch the registry the other tests' instances keep, nor a test running
+    at the same time in another process."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    database = 9 + int(worker) if worker.isdigit() else 9
+    url = urlunsplit(urlsplit(stores.redis_url)._replace(path=f"/{database}"))
+    client = make_redis(url, 10)
     await client.flushdb()
     yield client
     await client.flushdb()
@@ -425,3 +430,64 @@ async def test_a_connection_deferred_twice_is_settled_once(
 
     assert metrics.deferred_leaves_dropped._value.get() == 0
     assert [f["last_seen"] for f in watchers.frames(user)] == [iso_utc(second)]
+
+
+# ---- a registry left unattended (Redis out of every instance's reach) ----------------
+
+UNATTENDED_GRACE_S = 0.3
+
+
+async def _unattended_for_longer_than_the_grace(
+    stores: Stores, redis: Redis
+) -> tuple[RedisPresence, LocalConnections, str]:
+    """A registry with a user connected here and one connected to another instance; both
+    vouched for, swept once, then nobody reaches Redis for twice the grace. Returns the
+    registry, this instance's connections and the other instance's user."""
+    registry = RedisPresence(redis, grace_s=UNATTENDED_GRACE_S)
+    here_user, there_user = new_user_id("here"), new_user_id("there")
+    here_conn = new_user_id("conn")
+    await _users_in_postgres(stores, [here_user, there_user])
+    assert await registry.connect(here_user, here_conn, 5) == 1
+    assert await registry.connect(there_user, new_user_id("conn"), 5) == 1
+    assert await registry.sweep(SWEEP_SLICE) == (0, [])  # attended until now
+    await asyncio.sleep(2 * UNATTENDED_GRACE_S)
+    return (
+        registry,
+        LocalConnections({here_conn: LocalConnection(here_conn, here_user)}),
+        there_user,
+    )
+
+
+@pytest.mark.usefixtures("client")
+async def test_the_first_tick_after_redis_was_out_of_reach_takes_no_one_elsewhere_offline(
+    stores: Stores, redis_of_its_own: Redis
+) -> None:
+    registry, here, there_user = await _unattended_for_longer_than_the_grace(
+        stores, redis_of_its_own
+    )
+
+    async with _instance(stores.database_url, registry, here) as (heartbeat, watchers):
+        await heartbeat.tick()  # this instance reaches Redis again before the other one
+
+    assert watchers.offline(there_user) == 0
+    assert await redis_of_its_own.zcard(connections_key(there_user)) == 1
+
+
+@pytest.mark.usefixtures("client")
+async def test_a_connection_nobody_vouches_for_within_a_grace_after_that_is_swept(
+    stores: Stores, redis_of_its_own: Redis
+) -> None:
+    registry, here, there_user = await _unattended_for_longer_than_the_grace(
+        stores, redis_of_its_own
+    )
+
+    async with _instance(stores.database_url, registry, here) as (heartbeat, watchers):
+        # The other instance never comes back: its connection was dead after all. This
+        # one ticks on, more often than the grace, as instances do (every half heartbeat).
+        for _ in range(5):
+            await heartbeat.tick()
+            await asyncio.sleep(UNATTENDED_GRACE_S / 3)
+        await heartbeat.tick()
+
+    assert watchers.offline(there_user) == 1
+    assert await registry.online([there_user]) == set()

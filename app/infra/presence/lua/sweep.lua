@@ -3,7 +3,22 @@
 -- Returns the number of connections removed, then user, last_seen_ms pairs for the users
 -- this sweep took offline. Atomic, so when
 -- every instance sweeps at once each dead connection is removed, and reported, once.
-local floor = tonumber(ARGV[1]) - tonumber(ARGV[2])
+local now, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- A registry nobody swept for longer than the grace was left unattended: Redis was out
+-- of every instance's reach, or no instance ran. Its entries lapsed for that reason, not
+-- because their instances died, and sweeping them now would take every user of every
+-- other instance offline until that instance's next refresh. So the sweep holds off for
+-- one grace from here: every live instance vouches again within it (each one every half
+-- heartbeat), and what is still lapsed after it is dead.
+local previous = tonumber(redis.call('GET', 'chat:presence:swept_at'))
+redis.call('SET', 'chat:presence:swept_at', now)
+if previous and now - previous > grace then
+  redis.call('SET', 'chat:presence:sweep_from', now + grace)
+end
+if now < (tonumber(redis.call('GET', 'chat:presence:sweep_from')) or 0) then
+  return {0}
+end
+local floor = now - grace
 local dead = redis.call('ZRANGEBYSCORE', 'chat:presence:index', '-inf', '(' .. floor,
   'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
 local last = {}
