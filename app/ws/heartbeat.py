@@ -62,9 +62,9 @@ class Heartbeat:
         # Leaves that could not reach Redis, by connection: (user, last seen). While Redis
         # is down connections are still served, so every one that ends adds one, and a
         # long outage with clients coming and going would grow this without end. Past
-        # the bound a leave is not kept: nothing is lost, only made less exact. Its entry
-        # in Redis, which no instance vouches for any more, is swept within two
-        # heartbeats with the last time this instance vouched for it as last seen (at
+        # the bound a leave is not kept, and is made less exact rather than lost: its
+        # entry, still in Redis and vouched for by no instance any more, is swept within
+        # two heartbeats with the last time this instance vouched for it as last seen (at
         # most half a heartbeat early).
         self._pending_leaves: dict[str, tuple[str, datetime]] = {}
         self._max_pending_leaves = max_deferred_leaves
@@ -90,6 +90,11 @@ class Heartbeat:
     async def stop(self) -> None:
         if self._task is not None:
             await background.stop([self._task])
+
+    def offline_later(self, user_id: str, last_seen: datetime) -> None:
+        """A leave took its user offline in Redis, but PostgreSQL did not take the last
+        seen: a later tick records it, and tells watchers if the user is still away."""
+        self._found_offline([(user_id, last_seen)])
 
     def leave_later(self, user_id: str, connection_id: str, last_seen: datetime) -> None:
         """A connection ended while Redis was unreachable: unregister it on a later tick."""

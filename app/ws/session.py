@@ -106,5 +106,5 @@ async def leave(services: Services, connection: Connection, actor: Actor) -> Non
                 raise
             # The heartbeat records it once PostgreSQL answers, if the user is still away.
             log.warning("last_seen_deferred", error=type(exc).__name__)
-            services.heartbeat.leave_later(actor.user_id, connection.id, last_seen)
+            services.heartbeat.offline_later(actor.user_id, last_seen)
     log.info("ws_closed", code=connection.close_code)

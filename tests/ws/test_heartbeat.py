@@ -12,7 +12,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -409,27 +409,26 @@ async def test_a_leave_past_the_deferred_bound_is_not_kept_and_its_connection_is
 
 
 @pytest.mark.usefixtures("client")
-async def test_a_connection_deferred_twice_is_settled_once(
+async def test_an_offline_whose_last_seen_postgresql_refused_is_recorded_and_told_next_tick(
     stores: Stores, redis_of_its_own: Redis
 ) -> None:
-    user, connection_id = new_user_id("twice"), new_user_id("conn")
+    user, connection_id = new_user_id("refused"), new_user_id("conn")
     await _users_in_postgres(stores, [user])
     registry = RedisPresence(redis_of_its_own, grace_s=20)
     assert await registry.connect(user, connection_id, 5) == 1
-    first, second = datetime.now(UTC), datetime.now(UTC) + timedelta(milliseconds=5)
+    # The leave took the user offline in Redis; recording the last seen then failed.
+    assert await registry.disconnect(user, connection_id)
+    left_at = datetime.now(UTC)
 
-    metrics = Metrics()
-
-    async with _instance(
-        stores.database_url, registry, LocalConnections(), max_deferred_leaves=1, metrics=metrics
-    ) as (heartbeat, watchers):
-        # Its leave could not reach Redis, then its last seen could not reach PostgreSQL.
-        heartbeat.leave_later(user, connection_id, first)
-        heartbeat.leave_later(user, connection_id, second)
+    async with _instance(stores.database_url, registry, LocalConnections()) as (
+        heartbeat,
+        watchers,
+    ):
+        heartbeat.offline_later(user, left_at)
         await heartbeat.tick()
 
-    assert metrics.deferred_leaves_dropped._value.get() == 0
-    assert [f["last_seen"] for f in watchers.frames(user)] == [iso_utc(second)]
+    assert [f["last_seen"] for f in watchers.frames(user)] == [iso_utc(left_at)]
+    assert await _last_seen_in_postgres(stores, user) == left_at
 
 
 # ---- a registry left unattended (Redis out of every instance's reach) ----------------
