@@ -42,10 +42,13 @@ class MembershipChanged:
 
 @dataclass(frozen=True, slots=True)
 class PresenceChanged:
-    """A user came online or went offline: for the connections watching them."""
+    """A user came online or went offline: for the connections watching them. `version`
+    is the user's presence version the frame's state was read at (see
+    `ports.PresenceSnapshot`); None where it could not be read."""
 
     user_id: str
     frame: dict[str, Any]
+    version: int | None = None
 
 
 Event = RoomMessage | UserFrame | MembershipChanged | PresenceChanged

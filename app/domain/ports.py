@@ -27,8 +27,21 @@ class PresenceReader(Protocol):
     async def online(self, user_ids: Iterable[str]) -> set[str]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceSnapshot:
+    """Which of some users are online, read at one instant with each one's presence
+    version: a number every online or offline transition of the user raises. Watchers
+    drop a report whose version is not above the last they had, so reports that cross
+    between instances cannot leave them on an older state."""
+
+    online: frozenset[str]
+    versions: dict[str, int]
+
+
 class PresenceStore(PresenceReader, Protocol):
     """The registry of live connections across every instance."""
+
+    async def snapshot(self, user_ids: Iterable[str]) -> PresenceSnapshot: ...
 
     async def connect(self, user_id: str, connection_id: str, max_connections: int) -> int: ...
 

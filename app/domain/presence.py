@@ -10,10 +10,18 @@ from datetime import datetime
 from app import schemas
 from app.domain.events import PresenceChanged
 from app.domain.lanes import Lanes, Turn
-from app.domain.ports import Actor, BatchWorkFactory, PresenceReader, PresenceStore, Work
+from app.domain.ports import (
+    Actor,
+    BatchWorkFactory,
+    PresenceReader,
+    PresenceSnapshot,
+    PresenceStore,
+    Work,
+)
 from app.domain.pushes import iso_utc
 from app.errors import ChatError, Forbidden, RateLimited, ValidationFailed
 from app.infra.db.queries import batched, users
+from app.infra.failures import store_down
 
 MAX_WATCHED = 500
 ROWS_PER_READ = 1000
@@ -107,36 +115,60 @@ class PresenceReads:
         return await presence_of_many(self._work, self._presence, batch)
 
 
-def _frame(user_id: str, online: bool, last_seen: datetime | None) -> PresenceChanged:
+async def now(
+    store: PresenceStore, user_ids: Sequence[str], *, assumed_online: bool
+) -> PresenceSnapshot:
+    """The registry's state of these users now, to report it at. If Redis cannot be read,
+    each is taken to be `assumed_online`, unversioned (watchers take such a report
+    whatever they had before, as they did before reports had versions)."""
+    try:
+        return await store.snapshot(user_ids)
+    except Exception as exc:
+        if not store_down(exc):
+            raise
+        return PresenceSnapshot(frozenset(user_ids) if assumed_online else frozenset(), {})
+
+
+def _frame(
+    user_id: str, online: bool, last_seen: datetime | None, now: PresenceSnapshot
+) -> PresenceChanged:
     frame = {
         "type": "presence",
         "user_id": user_id,
         "online": online,
         "last_seen": iso_utc(last_seen) if last_seen else None,
     }
-    return PresenceChanged(user_id, frame)
+    return PresenceChanged(user_id, frame, now.versions.get(user_id))
 
 
-async def announce_online(work: Work, user_ids: Sequence[str]) -> None:
-    """Tell watchers these users came online (with the last seen they had until now)."""
+async def announce_online(work: Work, user_ids: Sequence[str], now: PresenceSnapshot) -> None:
+    """Tell watchers these users came online (with the last seen they had until now): those
+    the registry still has online `now`."""
     rows = {row["id"]: row for row in await users.get_users(work.session, user_ids)}
     for user_id in user_ids:
+        if user_id not in now.online:
+            continue  # gone again: whatever took them offline reports that
         row = rows.get(user_id)
-        work.log.emit(_frame(user_id, True, row["last_seen_at"] if row else None))
+        work.log.emit(_frame(user_id, True, row["last_seen_at"] if row else None, now))
 
 
-async def record_offline(work: Work, offline: Sequence[tuple[str, datetime]]) -> None:
-    """Keep each user's last seen in PostgreSQL (it outlives Redis) and tell watchers."""
+async def record_offline(
+    work: Work, offline: Sequence[tuple[str, datetime]], now: PresenceSnapshot
+) -> None:
+    """Keep each user's last seen in PostgreSQL (it outlives Redis), and tell watchers of
+    those the registry still has offline `now` (one back meanwhile is reported by
+    whatever brought them back)."""
     for user_id, last_seen in offline:
         await users.set_last_seen(work.session, user_id, last_seen)
-        work.log.emit(_frame(user_id, False, last_seen))
+        if user_id not in now.online:
+            work.log.emit(_frame(user_id, False, last_seen, now))
 
 
 async def settle(
-    work: Work, came: Collection[str], went: Mapping[str, datetime], online_now: Collection[str]
+    work: Work, came: Collection[str], went: Mapping[str, datetime], now: PresenceSnapshot
 ) -> None:
     """Settle what a heartbeat found: users that came online, users that went offline (with
-    their last seen), and which of all of them the registry has online now.
+    their last seen), and the registry's state of all of them `now`.
 
     Every last seen is kept (the store keeps the latest). Watchers are told each user's
     state as it is now, once: a user found both going and coming (a leave settled late,
@@ -144,15 +176,12 @@ async def settle(
     being online.
     """
     # In one order on every instance, so two ticks writing the same users cannot deadlock.
-    for user_id, last_seen in sorted(went.items()):
-        await users.set_last_seen(work.session, user_id, last_seen)
-        if user_id not in online_now:
-            work.log.emit(_frame(user_id, False, last_seen))
-    back = sorted(user_id for user_id in came if user_id in online_now)
+    await record_offline(work, sorted(went.items()), now)
+    back = sorted(user_id for user_id in came if user_id in now.online)
     # Read in slices: one IN list of every user a Redis restart brought back could pass
     # the driver's 32767 parameters, and a heartbeat retries a failed settle every tick.
     for start in range(0, len(back), ROWS_PER_READ):
-        await announce_online(work, back[start : start + ROWS_PER_READ])
+        await announce_online(work, back[start : start + ROWS_PER_READ], now)
 
 
 async def join(store: PresenceStore, user_id: str, connection_id: str, limit: int) -> bool:

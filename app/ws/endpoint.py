@@ -169,10 +169,15 @@ async def _set_up(
             lambda: unit_of_work(services.sessions, fanout, connection.id),
             actor,
         )
+        announce = (
+            await presence.now(services.presence, [actor.user_id], assumed_online=True)
+            if came_online
+            else None
+        )
         async with unit_of_work(services.sessions, fanout, connection.id) as work:
             room_ids = await rooms.room_ids_of(work, actor.user_id)
-            if came_online:
-                await presence.announce_online(work, [actor.user_id])
+            if announce is not None:
+                await presence.announce_online(work, [actor.user_id], announce)
     except Exception as exc:
         if not store_down(exc):
             raise

@@ -138,10 +138,12 @@ class Fanout:
                     for user_id in user_ids:
                         self._to_user(user_id, data, skip_connections)
                         outgoing.append((channels.user(user_id), packed))
-                case PresenceChanged(user_id, frame):
+                case PresenceChanged(user_id, frame, version):
                     data = orjson.dumps(frame)
-                    self._to_watchers(user_id, data)
+                    self._to_watchers(user_id, data, version)
                     header = {"o": self._instance_id}
+                    if version is not None:
+                        header["v"] = version
                     outgoing.append((channels.watch(user_id), envelope.encode(header, data)))
                 case MembershipChanged(room_id, user_id, change):
                     await self._membership(room_id, user_id, change)
@@ -186,8 +188,9 @@ class Fanout:
     def _to_user(self, user_id: str, data: bytes, skip: Collection[str | None]) -> None:
         self._push([c for c in self._registry.of_user(user_id) if c.id not in skip], data)
 
-    def _to_watchers(self, user_id: str, data: bytes) -> None:
-        self._push(list(self._registry.watchers_of(user_id)), data, count=False)
+    def _to_watchers(self, user_id: str, data: bytes, version: int | None) -> None:
+        if self._registry.newer_presence(user_id, version):
+            self._push(list(self._registry.watchers_of(user_id)), data, count=False)
 
     def _push(self, conns: list[Connection], data: bytes, *, count: bool = True) -> None:
         if not conns:
@@ -264,7 +267,8 @@ class Fanout:
             if "m" in header:
                 await self._recheck_first(self._registry.watchers_of(key))
             else:
-                self._to_watchers(key, frame)
+                version = header.get("v")
+                self._to_watchers(key, frame, version if type(version) is int else None)
         elif kind == "user":
             if "m" in header:
                 await self._membership(header["m"]["room_id"], key, header["m"]["change"])
@@ -278,7 +282,9 @@ class Fanout:
 
     async def on_bus_reconnect(self) -> None:
         """Pushes published while the subscription was down are lost: every local client
-        is told to `sync`, which replays them from PostgreSQL."""
+        is told to `sync`, which replays them from PostgreSQL. The presence versions seen
+        are forgotten: a Redis that restarted may have lost them."""
+        self._registry.forget_presence_versions()
         self._push(list(self.connections.values()), RESYNC, count=False)
 
     async def drain(self, code: int, reason: str, timeout_s: float) -> None:

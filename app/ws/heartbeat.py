@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from app import background
 from app.domain import presence
-from app.domain.ports import PresenceRegistry
+from app.domain.ports import PresenceRegistry, PresenceSnapshot
 from app.infra.failures import store_down
 from app.infra.metrics import Metrics
 from app.work import UnitOfWorkFactory
@@ -148,12 +148,15 @@ class Heartbeat:
                 break
         return removed
 
-    async def _online_now(self, user_ids: Iterable[str]) -> set[str]:
+    async def _now(self, user_ids: Iterable[str]) -> PresenceSnapshot:
         ids = list(user_ids)
         online: set[str] = set()
+        versions: dict[str, int] = {}
         for start in range(0, len(ids), SWEEP_SLICE):  # each call short in Redis
-            online |= await self._store.online(ids[start : start + SWEEP_SLICE])
-        return online
+            part = await self._store.snapshot(ids[start : start + SWEEP_SLICE])
+            online |= part.online
+            versions |= part.versions
+        return PresenceSnapshot(frozenset(online), versions)
 
     async def _settle(self) -> None:
         """Record and tell what this and earlier ticks found; forget it only once done.
@@ -165,10 +168,10 @@ class Heartbeat:
         if not self._came and not self._went:
             return
         came, went = set(self._came), dict(self._went)
-        online_now = await self._online_now(came | went.keys())
+        now = await self._now(came | went.keys())
         try:
             async with self._work() as work:
-                await presence.settle(work, came, went, online_now)
+                await presence.settle(work, came, went, now)
         except Exception as exc:
             if not store_down(exc):
                 raise

@@ -27,6 +27,8 @@ class LocalRegistry:
         self._by_user: dict[str, set[Connection]] = {}
         self._by_room: dict[str, set[Connection]] = {}
         self._watchers: dict[str, set[Connection]] = {}
+        # The version of the last presence report delivered here, per watched user.
+        self._presence_versions: dict[str, int] = {}
 
     async def add(self, conn: Connection, room_ids: Iterable[str]) -> None:
         self.connections[conn.id] = conn
@@ -72,10 +74,27 @@ class LocalRegistry:
             watchers.discard(conn)
             if not watchers:
                 self._watchers.pop(user_id, None)
+                self._presence_versions.pop(user_id, None)
                 gone_channels.append(channels.watch(user_id))
         conn.watching = wanted
         await self._bus.subscribe(new_channels)
         await self._bus.unsubscribe(gone_channels)
+
+    def newer_presence(self, user_id: str, version: int | None) -> bool:
+        """Whether a report of the user's presence at `version` is to be delivered: newer
+        than the last one delivered here (reports from two instances can cross on the way,
+        and an older one must not have the last word), or unversioned."""
+        if version is None:
+            return True
+        last = self._presence_versions.get(user_id)
+        if last is not None and version <= last:
+            return False
+        if user_id in self._watchers:
+            self._presence_versions[user_id] = version
+        return True
+
+    def forget_presence_versions(self) -> None:
+        self._presence_versions.clear()
 
     async def follow(self, conn: Connection, room_ids: Iterable[str]) -> None:
         await self._follow([conn], room_ids)

@@ -96,9 +96,10 @@ async def leave(services: Services, connection: Connection, actor: Actor) -> Non
         services.heartbeat.leave_later(actor.user_id, connection.id, last_seen)
         went_offline = False
     if went_offline:
+        now = await presence.now(services.presence, [actor.user_id], assumed_online=False)
         try:
             async with unit_of_work(services.sessions, services.fanout) as work:
-                await presence.record_offline(work, [(actor.user_id, last_seen)])
+                await presence.record_offline(work, [(actor.user_id, last_seen)], now)
         except Exception as exc:
             # A pool time-out too (thousands of sockets dropped at once), which used to
             # escape here and leave the last seen unrecorded.

@@ -490,3 +490,22 @@ async def test_a_connection_nobody_vouches_for_within_a_grace_after_that_is_swep
 
     assert watchers.offline(there_user) == 1
     assert await registry.online([there_user]) == set()
+
+
+@pytest.mark.usefixtures("client")
+async def test_an_offline_a_sweep_finds_is_reported_at_the_version_it_raised(
+    stores: Stores, redis_of_its_own: Redis
+) -> None:
+    user = new_user_id("lapsed")
+    await _users_in_postgres(stores, [user])
+    lapsing = RedisPresence(redis_of_its_own, grace_s=0)
+    await _lapsed_connection(lapsing, redis_of_its_own, user)
+    came = (await lapsing.snapshot([user])).versions[user]
+
+    watchers = await _one_tick(stores, lapsing, LocalConnections())
+
+    (reported,) = [e for e in watchers.events if isinstance(e, PresenceChanged)]
+    assert reported.frame["online"] is False
+    assert reported.version == (await lapsing.snapshot([user])).versions[user]
+    assert reported.version is not None
+    assert reported.version > came

@@ -18,12 +18,18 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from app.domain.ports import PresenceSnapshot
+
 LUA = Path(__file__).with_name("lua")
 BATCH = 500
 
 
 def connections_key(user_id: str) -> str:
     return f"chat:presence:conns:{user_id}"
+
+
+def version_key(user_id: str) -> str:
+    return f"chat:presence:version:{user_id}"
 
 
 def _now_ms() -> int:
@@ -34,29 +40,39 @@ class RedisPresence:
     def __init__(self, redis: Redis, grace_s: float) -> None:
         self._redis = redis
         self._grace_ms = int(grace_s * 1000)
+        versions = (LUA / "version.lua").read_text()
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script((LUA / f"{name}.lua").read_text())
+            name: redis.register_script(versions + (LUA / f"{name}.lua").read_text())
             for name in ("connect", "disconnect", "refresh", "sweep")
         }
 
     async def online(self, user_ids: Iterable[str]) -> set[str]:
+        return set((await self.snapshot(user_ids)).online)
+
+    async def snapshot(self, user_ids: Iterable[str]) -> PresenceSnapshot:
+        """Which users are online, and each one's presence version (`version.lua`), read
+        in one transaction: no transition can fall between the two."""
         ids = list(dict.fromkeys(user_ids))
         if not ids:
-            return set()
+            return PresenceSnapshot(frozenset(), {})
         floor = _now_ms() - self._grace_ms
         # Twice: a pipeline, unlike a single command, does not retry on a pooled
         # connection that went stale (Redis restarted); the second try gets a fresh one.
         for attempt in range(2):
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
+                async with self._redis.pipeline(transaction=True) as pipe:
                     for user_id in ids:
                         pipe.zcount(connections_key(user_id), floor, "+inf")
-                    counts = await pipe.execute()
+                    pipe.mget([version_key(user_id) for user_id in ids])
+                    *counts, versions = await pipe.execute()
                 break
             except RedisConnectionError:
                 if attempt:
                     raise
-        return {user_id for user_id, count in zip(ids, counts, strict=True) if count}
+        return PresenceSnapshot(
+            frozenset(user_id for user_id, count in zip(ids, counts, strict=True) if count),
+            {u: int(v) for u, v in zip(ids, versions, strict=True) if v is not None},
+        )
 
     async def connect(self, user_id: str, connection_id: str, max_connections: int) -> int:
         """-1 refused (too many connections), 1 the user came online, 0 already online."""

@@ -12,6 +12,7 @@ end
 redis.call('ZADD', conns, now, conn)
 redis.call('ZADD', 'chat:presence:index', now, conn .. ' ' .. user)
 if redis.call('SET', 'chat:presence:online:' .. user, '1', 'NX') then
+  raise_version(user, now)
   return 1
 end
 return 0

@@ -11,7 +11,11 @@ redis.call('ZREM', conns, conn)
 redis.call('ZREM', 'chat:presence:index', conn .. ' ' .. user)
 if redis.call('ZCOUNT', conns, now - grace, '+inf') == 0 then
   redis.call('DEL', ended)
-  return redis.call('DEL', 'chat:presence:online:' .. user)
+  if redis.call('DEL', 'chat:presence:online:' .. user) == 1 then
+    raise_version(user, now)
+    return 1
+  end
+  return 0
 end
 local before = tonumber(redis.call('GET', ended))
 if not before or now > before then

@@ -10,6 +10,7 @@ for i = 2, #ARGV, 2 do
   redis.call('ZADD', 'chat:presence:conns:' .. user, now, conn)
   redis.call('ZADD', 'chat:presence:index', now, conn .. ' ' .. user)
   if redis.call('SET', 'chat:presence:online:' .. user, '1', 'NX') then
+    raise_version(user, now)
     table.insert(came, user)
   end
 end

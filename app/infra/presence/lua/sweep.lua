@@ -42,6 +42,7 @@ for user, score in pairs(last) do
       score = ended
     end
     if redis.call('DEL', 'chat:presence:online:' .. user) == 1 then
+      raise_version(user, now)
       table.insert(result, user)
       table.insert(result, tostring(score))
     end
