@@ -40,3 +40,12 @@ async def test_the_version_rises_past_one_a_restarted_redis_lost(redis: Redis) -
     assert await registry.disconnect(user, conn)
 
     assert (await registry.snapshot([user])).versions[user] > before
+
+
+async def test_a_version_is_kept_for_a_day_not_for_ever(redis: Redis) -> None:
+    registry = RedisPresence(redis, grace_s=20)
+    user = new_user_id("u")
+
+    assert await registry.connect(user, new_user_id("c"), 5) == 1
+
+    assert 0 < await redis.pttl(version_key(user)) <= 24 * 3600 * 1000
