@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from app import background
 from app.domain import presence
-from app.domain.ports import PresenceRegistry, PresenceSnapshot
+from app.domain.ports import PresenceRegistry
 from app.infra.failures import store_down
 from app.infra.metrics import Metrics
 from app.work import UnitOfWorkFactory
@@ -148,16 +148,6 @@ class Heartbeat:
                 break
         return removed
 
-    async def _now(self, user_ids: Iterable[str]) -> PresenceSnapshot:
-        ids = list(user_ids)
-        online: set[str] = set()
-        versions: dict[str, int] = {}
-        for start in range(0, len(ids), SWEEP_SLICE):  # each call short in Redis
-            part = await self._store.snapshot(ids[start : start + SWEEP_SLICE])
-            online |= part.online
-            versions |= part.versions
-        return PresenceSnapshot(frozenset(online), versions)
-
     async def _settle(self) -> None:
         """Record and tell what this and earlier ticks found; forget it only once done.
 
@@ -168,7 +158,7 @@ class Heartbeat:
         if not self._came and not self._went:
             return
         came, went = set(self._came), dict(self._went)
-        now = await self._now(came | went.keys())
+        now = await self._store.snapshot(came | went.keys())
         try:
             async with self._work() as work:
                 await presence.settle(work, came, went, now)

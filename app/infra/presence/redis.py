@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -50,29 +51,35 @@ class RedisPresence:
         return set((await self.snapshot(user_ids)).online)
 
     async def snapshot(self, user_ids: Iterable[str]) -> PresenceSnapshot:
-        """Which users are online, and each one's presence version (`version.lua`), read
-        in one transaction: no transition can fall between the two."""
+        """Which users are online, and each one's presence version (`version.lua`), each
+        user's pair read in one transaction (no transition can fall between the two), in
+        slices of BATCH users so that no call is long in Redis."""
         ids = list(dict.fromkeys(user_ids))
-        if not ids:
-            return PresenceSnapshot(frozenset(), {})
+        online: set[str] = set()
+        versions: dict[str, int] = {}
+        for start in range(0, len(ids), BATCH):
+            part = ids[start : start + BATCH]
+            counts, found = await self._counts_and_versions(part)
+            online.update(u for u, count in zip(part, counts, strict=True) if count)
+            versions.update((u, int(v)) for u, v in zip(part, found, strict=True) if v is not None)
+        return PresenceSnapshot(frozenset(online), versions)
+
+    async def _counts_and_versions(self, ids: list[str]) -> tuple[list[int], list[Any]]:
+        try:
+            return await self._read_counts_and_versions(ids)
+        except RedisConnectionError:
+            # A pipeline, unlike a single command, does not retry on a pooled connection
+            # that went stale (Redis restarted); this second try gets a fresh one.
+            return await self._read_counts_and_versions(ids)
+
+    async def _read_counts_and_versions(self, ids: list[str]) -> tuple[list[int], list[Any]]:
         floor = _now_ms() - self._grace_ms
-        # Twice: a pipeline, unlike a single command, does not retry on a pooled
-        # connection that went stale (Redis restarted); the second try gets a fresh one.
-        for attempt in range(2):
-            try:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    for user_id in ids:
-                        pipe.zcount(connections_key(user_id), floor, "+inf")
-                    pipe.mget([version_key(user_id) for user_id in ids])
-                    *counts, versions = await pipe.execute()
-                break
-            except RedisConnectionError:
-                if attempt:
-                    raise
-        return PresenceSnapshot(
-            frozenset(user_id for user_id, count in zip(ids, counts, strict=True) if count),
-            {u: int(v) for u, v in zip(ids, versions, strict=True) if v is not None},
-        )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for user_id in ids:
+                pipe.zcount(connections_key(user_id), floor, "+inf")
+            pipe.mget([version_key(user_id) for user_id in ids])
+            *counts, versions = await pipe.execute()
+        return counts, versions
 
     async def connect(self, user_id: str, connection_id: str, max_connections: int) -> int:
         """-1 refused (too many connections), 1 the user came online, 0 already online."""
