@@ -21,12 +21,6 @@ class EventPublisher(Protocol):
         delivered everywhere."""
 
 
-class PresenceReader(Protocol):
-    """Which of these users have a live connection anywhere right now."""
-
-    async def online(self, user_ids: Iterable[str]) -> set[str]: ...
-
-
 @dataclass(frozen=True, slots=True)
 class PresenceSnapshot:
     """Which of some users are online, read at one instant with each one's presence
@@ -38,10 +32,16 @@ class PresenceSnapshot:
     versions: dict[str, int]
 
 
-class PresenceStore(PresenceReader, Protocol):
-    """The registry of live connections across every instance."""
+class PresenceReader(Protocol):
+    """Which of these users have a live connection anywhere right now."""
+
+    async def online(self, user_ids: Iterable[str]) -> set[str]: ...
 
     async def snapshot(self, user_ids: Iterable[str]) -> PresenceSnapshot: ...
+
+
+class PresenceStore(PresenceReader, Protocol):
+    """The registry of live connections across every instance."""
 
     async def connect(self, user_id: str, connection_id: str, max_connections: int) -> int: ...
 

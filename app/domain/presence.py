@@ -3,7 +3,7 @@ PostgreSQL, and only for users who share a room with the viewer."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,6 +42,16 @@ class PresenceQuery:
     user_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceView:
+    """Some users' presence as a viewer may see it, and the presence version of the
+    registry each state was read at (none for a user with no version: never online, or
+    not for a day)."""
+
+    states: list[schemas.Presence]
+    versions: dict[str, int]
+
+
 def _wanted(query: PresenceQuery) -> list[str]:
     wanted = list(dict.fromkeys(query.user_ids))
     if len(wanted) > MAX_WATCHED:
@@ -51,7 +61,7 @@ def _wanted(query: PresenceQuery) -> list[str]:
 
 async def presence_of_many(
     work: BatchWorkFactory, presence: PresenceReader, queries: list[PresenceQuery]
-) -> list[list[schemas.Presence] | ChatError]:
+) -> list[PresenceView | ChatError]:
     """Presence of each query's users, every query of the batch in one statement; a query
     is refused as a whole if any one of its users shares no room with its actor."""
     wanted: list[list[str] | ChatError] = []
@@ -67,8 +77,8 @@ async def presence_of_many(
     # The statement, then Redis once the connection is back in the pool.
     async with work() as batch:
         rows = iter(await batched.presence_rows(batch.db, pairs))
-    online = await presence.online({user_id for _, user_id in pairs}) if pairs else set()
-    answers: list[list[schemas.Presence] | ChatError] = []
+    now = await presence.snapshot({user_id for _, user_id in pairs}) if pairs else None
+    answers: list[PresenceView | ChatError] = []
     for asked in wanted:
         if isinstance(asked, ChatError):
             answers.append(asked)
@@ -77,12 +87,13 @@ async def presence_of_many(
         if not all(visible for visible, _ in seen):
             answers.append(Forbidden("presence is shown only for users who share a room with you"))
             continue
-        answers.append(
-            [
-                schemas.Presence(user_id=user_id, online=user_id in online, last_seen=last_seen)
-                for user_id, (_, last_seen) in zip(asked, seen, strict=True)
-            ]
-        )
+        assert now is not None  # a query that asked for someone
+        states = [
+            schemas.Presence(user_id=user_id, online=user_id in now.online, last_seen=last_seen)
+            for user_id, (_, last_seen) in zip(asked, seen, strict=True)
+        ]
+        versions = {u: now.versions[u] for u in asked if u in now.versions}
+        answers.append(PresenceView(states, versions))
     return answers
 
 
@@ -97,7 +108,7 @@ class PresenceReads:
     def __init__(self, work: BatchWorkFactory, presence: PresenceReader) -> None:
         self._work = work
         self._presence = presence
-        self._lanes: Lanes[PresenceQuery, list[schemas.Presence]] = Lanes("presence", self._apply)
+        self._lanes: Lanes[PresenceQuery, PresenceView] = Lanes("presence", self._apply)
 
     def start(self) -> None:
         self._lanes.start()
@@ -105,12 +116,44 @@ class PresenceReads:
     async def stop(self) -> None:
         await self._lanes.stop()
 
-    async def read(self, actor: Actor, user_ids: Sequence[str]) -> list[schemas.Presence]:
+    async def read(self, actor: Actor, user_ids: Sequence[str]) -> PresenceView:
         return await self._lanes.submit(actor.user_id, PresenceQuery(actor, tuple(user_ids)))
+
+    async def watch(
+        self,
+        actor: Actor,
+        user_ids: Sequence[str],
+        follow: Callable[[list[str]], Awaitable[None]],
+    ) -> PresenceView:
+        """The presence of users a connection starts to follow (`follow` subscribes it to
+        their reports), exact as of the answer.
+
+        The read comes first, as it refuses users who share no room with the actor and
+        nothing about them may reach the connection. A transition between that read and
+        the subscription reaches no watcher here, so the registry is read again once
+        subscribed, and a user whose version moved meanwhile is read again. Every later
+        transition comes as a report (see `PresenceHolds`, which keeps reports back
+        until this answer is out and drops those it already covers)."""
+        first = await self.read(actor, user_ids)
+        ids = [state.user_id for state in first.states]
+        await follow(ids)
+        try:
+            again = await self._presence.snapshot(ids)
+        except Exception as exc:
+            if not store_down(exc):
+                raise
+            return first  # Redis went away meanwhile: reports are lost anyway; it resyncs
+        moved = [u for u in ids if again.versions.get(u) != first.versions.get(u)]
+        if not moved:
+            return first
+        fresh = await self.read(actor, moved)
+        by_user = {state.user_id: state for state in fresh.states}
+        states = [by_user.get(state.user_id, state) for state in first.states]
+        return PresenceView(states, {**first.versions, **fresh.versions})
 
     async def _apply(
         self, batch: list[PresenceQuery], turn: Turn
-    ) -> list[list[schemas.Presence] | ChatError]:
+    ) -> list[PresenceView | ChatError]:
         # Reads: nothing to answer in order, and no statement worth starting early.
         return await presence_of_many(self._work, self._presence, batch)
 

@@ -4,7 +4,7 @@ Writes are handled concurrently (a `send` waits for its batch to commit while th
 frames are read), yet a client reads the answers in the order it sent the frames: each
 frame takes its place in line when it is read, and its answer goes out once every answer
 before it has. Pushes (messages, receipts, typing) are not in this line: they go out at
-once, interleaved with the answers.
+once, interleaved with the answers; an answer may name what is to follow it (`then`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from collections.abc import Callable
 
 
 class Place:
-    """One frame's place in line; `text` is its answer once known."""
+    """One frame's place in line; `text` is its answer once known, and `then` what to do
+    once that has gone out."""
 
-    __slots__ = ("text",)
+    __slots__ = ("text", "then")
 
     def __init__(self) -> None:
         self.text: str | None = None
+        self.then: Callable[[], None] | None = None
 
 
 class AnswerLine:
@@ -39,12 +41,15 @@ class AnswerLine:
         self._line.append(place)
         return place
 
-    def answer(self, place: Place, text: str) -> None:
+    def answer(self, place: Place, text: str, then: Callable[[], None] | None = None) -> None:
         place.text = text
+        place.then = then
         line = self._line
         while line and (ready := line[0].text) is not None:
-            line.popleft()
+            after = line.popleft().then
             self._send(ready)
+            if after is not None:
+                after()
         if not line:
             self._line = None  # an idle socket holds no line
 

@@ -7,6 +7,7 @@ Handlers are thin: they open a unit of work and call the same domain services as
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -118,13 +119,31 @@ async def on_typing(peer: Peer, frame: frames.TypingFrame) -> dict[str, Any]:
     return {}
 
 
-async def on_presence_watch(peer: Peer, frame: frames.PresenceWatchFrame) -> dict[str, Any]:
-    states = await peer.services.presence_reads.read(peer.actor, frame.user_ids)
-    await peer.services.fanout.watch(peer.connection, [s.user_id for s in states])
-    return {"presence": [s.model_dump(mode="json") for s in states]}
+@dataclass(slots=True)
+class Reply:
+    """A handler's ack data, and what to do once the ack has gone out (in its place among
+    the connection's answers, which can be after the handler returned)."""
+
+    data: dict[str, Any]
+    then: Callable[[], None]
 
 
-Handler = Callable[[Peer, Any], Awaitable[dict[str, Any]]]
+async def on_presence_watch(peer: Peer, frame: frames.PresenceWatchFrame) -> Reply:
+    fanout, conn = peer.services.fanout, peer.connection
+    # Reports that come while the answer is made wait for it (`app.ws.holds`).
+    fanout.hold_presence(conn)
+    try:
+        view = await peer.services.presence_reads.watch(
+            peer.actor, frame.user_ids, functools.partial(fanout.watch, conn)
+        )
+    except BaseException:
+        fanout.release_presence(conn, None)
+        raise
+    data = {"presence": [s.model_dump(mode="json") for s in view.states]}
+    return Reply(data, functools.partial(fanout.release_presence, conn, view.versions))
+
+
+Handler = Callable[[Peer, Any], Awaitable[dict[str, Any] | Reply]]
 # A write handed to its lane without a task waiting for it, and how its result is acked.
 Handoff = tuple[Callable[[Peer, Any], "asyncio.Future[Any]"], Callable[[Any], dict[str, Any]]]
 

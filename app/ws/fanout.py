@@ -7,9 +7,9 @@ channels this instance follows, is the `LocalRegistry`'s to know. A frame is ser
 once and the same text is queued for every socket that gets it. A room's new messages,
 from here or from the bus, go out in `seq` order (`RoomOrder`).
 
-A connection being set up is registered before its `hello` has gone out (so that nothing
-addressed to it meanwhile is missed), and what is pushed to it until then is held and
-sent after the `hello` (`release`): a client's first frame is always its `hello`.
+What is pushed to a connection being set up (until its `hello`), and the presence
+reports for a connection whose `presence.watch` is being answered, are kept back until
+that has gone out (`app.ws.holds`).
 
 Advisory events (typing) are dropped, not delivered or published, while this instance's
 event loop is behind; on arrival from the bus, likewise. Chat then keeps its latency
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -31,7 +31,8 @@ from app.infra.bus import channels, envelope
 from app.infra.bus.redis import RedisBus
 from app.infra.loop_lag import LoopLag
 from app.infra.metrics import Metrics
-from app.ws.connection import CLOSE_TOO_SLOW, TOO_SLOW_REASON, Connection
+from app.ws.connection import Connection
+from app.ws.holds import PresenceHolds, SetupHolds
 from app.ws.protocol import text_frame
 from app.ws.registry import LocalRegistry
 from app.ws.room_order import RoomOrder
@@ -58,9 +59,8 @@ class Fanout:
         self._loop_lag = loop_lag
         self._instance_id = instance_id
         self._metrics = metrics
-        # Connections added `held` and not yet released, with the frames (text and wire
-        # bytes, as `_push` has them) pushed to them meanwhile, in order.
-        self._held: dict[Connection, list[tuple[str, bytes]]] = {}
+        self._setup_holds = SetupHolds()
+        self._presence_holds = PresenceHolds()
         # A room's new messages waiting for an earlier one (see `app.ws.room_order`).
         self._order: RoomOrder[_RoomPush] = RoomOrder(
             order_hold_s, self._release, metrics.messages_held.inc
@@ -80,20 +80,21 @@ class Fanout:
         """Deliver to `conn` what concerns its user and `room_ids`; with `held`, keep it
         until `release` instead of pushing it."""
         if held:
-            self._held[conn] = []
+            self._setup_holds.hold(conn)
         await self._registry.add(conn, room_ids)
 
     def release(self, conn: Connection, first: Sequence[str]) -> None:
         """Push `first` (a `hello`), then what was held for `conn`; from now on pushes go
         to it directly. One synchronous step, so no push can come between."""
-        held = self._held.pop(conn, ())
+        held = self._setup_holds.release(conn)
         for text in first:
             conn.push(text)
         for text, wire in held:
             conn.push(text, wire)
 
     async def remove(self, conn: Connection) -> None:
-        self._held.pop(conn, None)
+        self._setup_holds.release(conn)
+        self._presence_holds.drop(conn)
         await self._registry.remove(conn)
 
     def of_user(self, user_id: str) -> set[Connection]:
@@ -102,6 +103,15 @@ class Fanout:
     async def watch(self, conn: Connection, user_ids: Iterable[str]) -> None:
         """Replace the set of users whose presence `conn` follows."""
         await self._registry.watch(conn, user_ids)
+
+    def hold_presence(self, conn: Connection) -> None:
+        """Keep presence reports for `conn` back until `release_presence`."""
+        self._presence_holds.hold(conn)
+
+    def release_presence(self, conn: Connection, answered: Mapping[str, int] | None) -> None:
+        """Push the reports kept for `conn` newer than the versions its answer gave."""
+        for data in self._presence_holds.release(conn, answered):
+            self._push([conn], data, count=False)
 
     async def follow(self, conn: Connection, room_ids: Iterable[str]) -> None:
         await self._registry.follow(conn, room_ids)
@@ -190,7 +200,9 @@ class Fanout:
 
     def _to_watchers(self, user_id: str, data: bytes, version: int | None) -> None:
         if self._registry.newer_presence(user_id, version):
-            self._push(list(self._registry.watchers_of(user_id)), data, count=False)
+            watchers = self._registry.watchers_of(user_id)
+            now = self._presence_holds.keep(watchers, user_id, version, data)
+            self._push(now, data, count=False)
 
     def _push(self, conns: list[Connection], data: bytes, *, count: bool = True) -> None:
         if not conns:
@@ -198,26 +210,10 @@ class Fanout:
         text, wire = data.decode(), text_frame(data)
         if count:
             self._metrics.frames_fanned_out.inc(len(conns))
-        if self._held:
-            conns = self._hold(conns, text, wire)
+        if self._setup_holds:
+            conns = self._setup_holds.keep(conns, text, wire)
         for conn in conns:
             conn.push(text, wire)
-
-    def _hold(self, conns: list[Connection], text: str, wire: bytes) -> list[Connection]:
-        """Keep the frame for those of `conns` still being set up; the others."""
-        held, others = self._held, []
-        for conn in conns:
-            frames = held.get(conn)
-            if frames is None:
-                others.append(conn)
-            elif len(frames) < conn.outbox_size:
-                frames.append((text, wire))
-            else:
-                # Bounded as the outbox it is bound for, with the same overflow policy.
-                del held[conn]
-                log.warning("outbox_overflow", connection_id=conn.id, user_id=conn.user_id)
-                conn.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
-        return others
 
     async def _membership(self, room_id: str, user_id: str, change: str) -> None:
         conns = await self._registry.membership(room_id, user_id, change)

@@ -27,7 +27,7 @@ from app.errors import ChatError, ErrorCode
 from app.infra.failures import store_down
 from app.ws import frames
 from app.ws.answers import AnswerLine, Place
-from app.ws.dispatch import HANDLERS, HANDOFFS, Peer
+from app.ws.dispatch import HANDLERS, HANDOFFS, Peer, Reply
 from app.ws.throttle import TokenBucket
 
 log = structlog.get_logger("chat.ws")
@@ -214,7 +214,10 @@ async def _handle(peer: Peer, frame: frames.ClientFrame, answers: AnswerLine, pl
     except Exception as exc:
         answers.answer(place, _failure(frame, exc))
     else:
-        answers.answer(place, frames.dumps_ack(frame.id, data))
+        if isinstance(data, Reply):
+            answers.answer(place, frames.dumps_ack(frame.id, data.data), data.then)
+        else:
+            answers.answer(place, frames.dumps_ack(frame.id, data))
     finally:
         peer.connection.frame_done()
 

@@ -1,5 +1,7 @@
 """Presence reports from different instances can cross on their way: a watcher keeps the
-one with the newest presence version, whichever arrives last."""
+one with the newest presence version, whichever arrives last. A report that comes while a
+`presence.watch` is answered waits for the answer, and goes out only if it is newer than
+what the answer said."""
 
 from __future__ import annotations
 
@@ -41,6 +43,13 @@ async def watcher_of(fanout: Fanout, user_id: str) -> Socket:
     socket = Socket(new_user_id("watcher"))
     await fanout.add(cast(Connection, socket), [])
     await fanout.watch(cast(Connection, socket), [user_id])
+    return socket
+
+
+async def answering_a_watch(fanout: Fanout, user_id: str) -> Socket:
+    """A watcher of the user whose `presence.watch` is being answered."""
+    socket = await watcher_of(fanout, user_id)
+    fanout.hold_presence(cast(Connection, socket))
     return socket
 
 
@@ -94,3 +103,65 @@ async def test_versions_are_forgotten_when_the_bus_reconnects(fanout: Fanout) ->
     await reported_elsewhere(fanout, user, False, version=5)
 
     assert [f["online"] for f in watcher.frames if f["type"] == "presence"] == [True, False]
+
+
+async def test_a_report_newer_than_the_watch_answer_goes_out_after_it(fanout: Fanout) -> None:
+    user = new_user_id("carol")
+    watcher = await answering_a_watch(fanout, user)
+
+    await reported_elsewhere(fanout, user, False, version=30)
+    assert watcher.frames == []  # the answer is not out yet
+    fanout.release_presence(cast(Connection, watcher), {user: 20})
+
+    assert [f["online"] for f in watcher.frames] == [False]
+
+
+async def test_a_report_the_watch_answer_already_covers_is_dropped(fanout: Fanout) -> None:
+    user = new_user_id("carol")
+    watcher = await answering_a_watch(fanout, user)
+
+    await reported_elsewhere(fanout, user, False, version=30)
+    fanout.release_presence(cast(Connection, watcher), {user: 30})
+
+    assert watcher.frames == []
+
+
+async def test_only_the_last_report_of_a_user_waits_for_the_watch_answer(fanout: Fanout) -> None:
+    user = new_user_id("carol")
+    watcher = await answering_a_watch(fanout, user)
+
+    await reported_elsewhere(fanout, user, False, version=30)
+    await reported_elsewhere(fanout, user, True, version=40)
+    fanout.release_presence(cast(Connection, watcher), {user: 20})
+
+    assert [f["online"] for f in watcher.frames] == [True]
+
+
+async def test_a_report_of_a_user_the_watch_dropped_is_not_sent(fanout: Fanout) -> None:
+    user = new_user_id("carol")
+    watcher = await answering_a_watch(fanout, user)
+
+    await reported_elsewhere(fanout, user, False, version=30)
+    await fanout.watch(cast(Connection, watcher), [])
+    fanout.release_presence(cast(Connection, watcher), {})
+
+    assert watcher.frames == []
+
+
+async def test_a_failed_watch_lets_every_kept_report_out(fanout: Fanout) -> None:
+    user = new_user_id("carol")
+    watcher = await answering_a_watch(fanout, user)
+
+    await reported_elsewhere(fanout, user, False, version=30)
+    fanout.release_presence(cast(Connection, watcher), None)
+
+    assert [f["online"] for f in watcher.frames] == [False]
+
+
+async def test_reports_to_other_watchers_are_not_held(fanout: Fanout) -> None:
+    user = new_user_id("carol")
+    answering, other = await answering_a_watch(fanout, user), await watcher_of(fanout, user)
+
+    await reported_elsewhere(fanout, user, False, version=30)
+
+    assert (answering.frames, [f["online"] for f in other.frames]) == ([], [False])

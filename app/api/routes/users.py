@@ -76,5 +76,5 @@ async def get_presence(
     ids = [u for u in (part.strip() for part in user_ids.split(",")) if u]
     if not ids or not all(valid_user_id(u) for u in ids):
         raise ValidationFailed("user_ids must list 1 to 500 ids of at most 64 characters")
-    items = await services.presence_reads.read(actor, ids)
-    return schemas.PresenceList(items=items)
+    view = await services.presence_reads.read(actor, ids)
+    return schemas.PresenceList(items=view.states)
