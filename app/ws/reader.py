@@ -49,6 +49,7 @@ class FrameReader:
         "_on_finished",
         "_peer",
         "_serial",
+        "_serial_auth",
         "_strikes",
     )
 
@@ -61,6 +62,7 @@ class FrameReader:
         # Made on first use, as most sockets are idle most of the time.
         self._in_flight: set[asyncio.Future[Any]] | None = None
         self._serial: asyncio.Task[None] | None = None
+        self._serial_auth = False  # whether `_serial` handles an `auth` frame
         self._backlog: deque[str | bytes] | None = None
         self._ended = False
         self._finished = False
@@ -85,6 +87,31 @@ class FrameReader:
         """The client has gone: what it sent before still gets handled, then finish."""
         self._ended = True
         self._finish_if_done()
+
+    def waiting_renewal(self) -> Callable[[], bool] | None:
+        """The `auth` frames taken so far and not handled yet, if any, as a question to ask
+        again: does one of them still wait? Frames taken after this call do not count, so
+        renewals sent once the token has expired cannot keep the connection open.
+
+        Asked only when a token expires: the backlog is parsed here, never as it fills.
+        """
+        backlog = self._backlog
+        last = next((raw for raw in reversed(backlog) if _is_auth(raw)), None) if backlog else None
+        if last is None and not self._handling_auth():
+            return None
+        return functools.partial(self._renewal_waits, last)
+
+    def _renewal_waits(self, last: str | bytes | None) -> bool:
+        """Whether an `auth` frame is being handled, or `last` (and so every one before it)
+        is still in the backlog."""
+        if self._handling_auth():
+            return True
+        backlog = self._backlog
+        return last is not None and backlog is not None and any(raw is last for raw in backlog)
+
+    def _handling_auth(self) -> bool:
+        serial = self._serial
+        return serial is not None and self._serial_auth and not serial.done()
 
     def _busy(self) -> bool:
         if self._serial is not None:
@@ -128,6 +155,7 @@ class FrameReader:
         if handoff is None:
             task = asyncio.create_task(_handle(peer, frame, answers, place))
             self._serial = task
+            self._serial_auth = type(frame) is frames.AuthFrame
             task.add_done_callback(self._serial_done)
             return
         # Handed to its lane now, in the order the frames came; no task waits for it.
@@ -186,6 +214,16 @@ class FrameReader:
         if self._ended and not self._finished and self._serial is None and not self._backlog:
             self._finished = True
             self._on_finished()
+
+
+def _is_auth(raw: str | bytes) -> bool:
+    """Whether a frame not yet started is an `auth` frame (one that does not parse is not)."""
+    if isinstance(raw, bytes):
+        return False
+    try:
+        return isinstance(frames.parse(raw), frames.AuthFrame)
+    except frames.FrameError:
+        return False
 
 
 def _parse(answers: AnswerLine, raw: str | bytes) -> frames.ClientFrame | None:

@@ -50,7 +50,7 @@ class Session:
 
     def start(self) -> None:
         """Take over the socket from the endpoint, which then returns."""
-        self._expiry.start()
+        self._expiry.start(self._reader.waiting_renewal)
         self._connection.on_closed = self._end
         self._connection.protocol.detach(self)
 
