@@ -118,6 +118,12 @@ class Metrics:
             "are swept instead.",
             registry=r,
         )
+        self.presence_settles_dropped = Counter(
+            "chat_presence_settles_dropped_total",
+            "Users whose presence change PostgreSQL refused for a reason other than an "
+            "outage; given up so that the others' still settle.",
+            registry=r,
+        )
         self.rate_limited = Counter(
             "chat_ws_rate_limited_total", "Frames refused for exceeding the rate.", registry=r
         )

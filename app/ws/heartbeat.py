@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from app import background
 from app.domain import presence
-from app.domain.ports import PresenceRegistry
+from app.domain.ports import PresenceRegistry, PresenceSnapshot
 from app.infra.failures import store_down
 from app.infra.metrics import Metrics
 from app.work import UnitOfWorkFactory
@@ -164,7 +164,11 @@ class Heartbeat:
                 await presence.settle(work, came, went, now)
         except Exception as exc:
             if not store_down(exc):
-                raise
+                # One user's change that PostgreSQL refuses for good would otherwise fail
+                # every tick's settle, and every other user's with it.
+                log.exception("presence_settle_failed", users=len(came | went.keys()))
+                await self._settle_each(came, went, now)
+                return
             # Handled here, not in `_run`: a refused PostgreSQL raises an OSError, which
             # would pass there for a Redis failure. Nothing is lost: the next tick retries.
             log.warning(
@@ -174,6 +178,30 @@ class Heartbeat:
                 online=len(self._came),
             )
             return
+        self._settled(came, went)
+
+    async def _settle_each(
+        self, came: set[str], went: dict[str, datetime], now: PresenceSnapshot
+    ) -> None:
+        """Settle user by user, giving up (logged and counted) only on those PostgreSQL
+        refuses for a reason other than an outage; an outage leaves the rest for the
+        next tick."""
+        for user_id in sorted(came | went.keys()):
+            one_came = came & {user_id}
+            one_went = {user_id: went[user_id]} if user_id in went else {}
+            try:
+                async with self._work() as work:
+                    await presence.settle(work, one_came, one_went, now)
+            except Exception as exc:
+                if store_down(exc):
+                    return
+                log.error("presence_settle_dropped", user_id=user_id, error=type(exc).__name__)
+                self._metrics.presence_settles_dropped.inc()
+            self._settled(one_came, one_went)
+
+    def _settled(self, came: set[str], went: dict[str, datetime]) -> None:
+        """Forget what has been settled (a user found offline again meanwhile, with a
+        later last seen, is kept)."""
         self._came -= came
         for user_id, last_seen in went.items():
             if self._went.get(user_id) == last_seen:

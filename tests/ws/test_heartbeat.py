@@ -509,3 +509,25 @@ async def test_an_offline_a_sweep_finds_is_reported_at_the_version_it_raised(
     assert reported.version == (await lapsing.snapshot([user])).versions[user]
     assert reported.version is not None
     assert reported.version > came
+
+
+@pytest.mark.usefixtures("client")
+async def test_a_user_whose_offline_postgresql_refuses_for_good_does_not_hold_up_the_others(
+    stores: Stores, redis_of_its_own: Redis
+) -> None:
+    user, poisoned = new_user_id("fine"), "refused\x00by-postgresql"  # no NUL in a text
+    await _users_in_postgres(stores, [user])
+    registry = RedisPresence(redis_of_its_own, grace_s=20)
+    left_at, metrics = datetime.now(UTC), Metrics()
+
+    async with _instance(stores.database_url, registry, LocalConnections(), metrics=metrics) as (
+        heartbeat,
+        watchers,
+    ):
+        heartbeat.offline_later(poisoned, left_at)
+        heartbeat.offline_later(user, left_at)
+        await heartbeat.tick()
+        await heartbeat.tick()  # nothing left to retry
+
+    assert [f["last_seen"] for f in watchers.frames(user)] == [iso_utc(left_at)]
+    assert metrics.presence_settles_dropped._value.get() == 1
