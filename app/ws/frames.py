@@ -70,7 +70,10 @@ class TypingFrame(ClientFrame):
 
 
 class PresenceWatchFrame(ClientFrame):
-    """Replace the set of users whose presence this connection follows."""
+    """Replace the set of users whose presence this connection follows.
+
+    The ack gives each one's state as of the ack; every later change comes after it, as a
+    `presence` push."""
 
     type: Literal["presence.watch"]
     user_ids: list[Annotated[schemas.Text, Field(min_length=1, max_length=64)]] = Field(
