@@ -116,6 +116,16 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def steal_s() -> float:
+    """CPU seconds the hypervisor has taken from this virtual machine's cores so far
+    (`/proc/stat`'s steal): time the cores ran someone else's work, a cause of a slow
+    stretch that no process here shows."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def reference_loop_ms() -> float:
     """Milliseconds one core takes for a fixed pure-Python loop (the best of three). On a
     shared virtual machine the speed of a core varies from second to second (here by up
@@ -338,6 +348,7 @@ class Cluster:
             stores["redis"],
             self.server_wait_s(),
             os.getloadavg()[0],
+            steal_s(),
         )
 
     def problems(self) -> dict[str, Any]:
@@ -370,6 +381,7 @@ class Snapshot:
     redis_s: float | None
     server_wait_s: float
     loadavg: float
+    steal_s: float
 
     def until(self, later: Snapshot) -> dict[str, float | None]:
         """CPU seconds spent between two snapshots, per process group."""
@@ -388,6 +400,7 @@ class Snapshot:
             # Runnable but not running: the server waited for a core (a shared machine).
             "server_runqueue_wait_s": round(later.server_wait_s - self.server_wait_s, 3),
             "loadavg_1m": round(later.loadavg, 2),
+            "machine_steal_s": round(later.steal_s - self.steal_s, 2),
         }
 
 
