@@ -126,7 +126,8 @@ class PresenceReads:
         follow: Callable[[list[str]], Awaitable[None]],
     ) -> PresenceView:
         """The presence of users a connection starts to follow (`follow` subscribes it to
-        their reports), exact as of the answer.
+        their reports, and returns once Redis has the subscription), exact as of the
+        answer.
 
         The read comes first, as it refuses users who share no room with the actor and
         nothing about them may reach the connection. A transition between that read and

@@ -101,8 +101,11 @@ class Fanout:
         return self._registry.of_user(user_id)
 
     async def watch(self, conn: Connection, user_ids: Iterable[str]) -> None:
-        """Replace the set of users whose presence `conn` follows."""
-        await self._registry.watch(conn, user_ids)
+        """Replace the set of users whose presence `conn` follows; returns once their
+        reports reach this instance."""
+        wanted = set(user_ids)
+        await self._registry.watch(conn, wanted)
+        await self._bus.until_subscribed(channels.watch(u) for u in wanted)
 
     def hold_presence(self, conn: Connection) -> None:
         """Keep presence reports for `conn` back until `release_presence`."""

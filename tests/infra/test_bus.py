@@ -204,3 +204,17 @@ async def test_the_script_ignores_a_claim_once_the_claimants_connection_is_gone(
         assert message["data"] == b"after"
     finally:
         await other.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_until_subscribed_returns_once_redis_counts_the_subscription(
+    start: Callable[..., Instance], redis: Redis
+) -> None:
+    instance = start()
+    await asyncio.wait_for(instance.bus.connected.wait(), WAIT_S)
+    channel = channels.watch(new_user_id("watched"))
+
+    await instance.bus.subscribe([channel])
+    confirmed = await instance.bus.until_subscribed([channel])
+
+    assert confirmed
+    assert await redis.pubsub_numsub(channel) == [(channel.encode(), 1)]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from redis.exceptions import RedisError
 
 from app import background
 from app.infra.bus import channels, envelope
+from app.infra.bus.confirmations import Confirmations
 from app.infra.bus.script_connection import ScriptConnection
 from app.infra.metrics import Metrics
 from app.infra.redis_client import TIMEOUT_S
@@ -77,10 +77,7 @@ class RedisBus:
         # Subscribe confirmations are read: they tell which subscriptions are in force.
         self._pubsub: PubSub = redis.pubsub()
         self._channels: set[str] = {home_channel, channels.RESYNC}
-        # Channels whose subscription Redis confirmed, with no (un)subscribe of them
-        # unanswered since; and how many of those are unanswered, per channel.
-        self._confirmed: set[str] = set()
-        self._unanswered: Counter[str] = Counter()
+        self._confirmed = Confirmations()
         self._publish_script = ScriptConnection(redis, PUBLISH_LUA.read_text(), TIMEOUT_S)
         # redis-py re-established the subscription connection by itself: treated as the
         # failure it hides (what was published in between is lost).
@@ -185,19 +182,26 @@ class RedisBus:
         self._channels |= new
         if not self.connected.is_set():
             return  # the reader subscribes every remembered channel once connected
-        self._unanswered.update(new)
+        self._confirmed.asked(new)
         try:
             await self._pubsub.subscribe(*new)
         except REDIS_DOWN as exc:
             # The reader resubscribes every remembered channel when it reconnects.
             log.warning("subscribe_failed", error=type(exc).__name__)
 
+    async def until_subscribed(self, names: Iterable[str], timeout_s: float = TIMEOUT_S) -> bool:
+        """Wait until Redis has confirmed this instance's subscription to each channel it
+        follows of `names`: a publish Redis runs from then on reaches it. False if that
+        took longer than `timeout_s` (Redis away: the reader resyncs the clients once it
+        is back)."""
+        return await self._confirmed.until((n for n in names if n in self._channels), timeout_s)
+
     async def unsubscribe(self, names: Iterable[str]) -> None:
         gone = (set(names) & self._channels) - {self._home, channels.RESYNC}
         if not gone:
             return
         self._channels -= gone
-        self._confirmed -= gone
+        self._confirmed.withdraw(gone)
         if self._sending is not None:
             # That batch was built while these counted as ours: Redis must still count us
             # when it runs, or another instance's only copy could be skipped.
@@ -205,7 +209,7 @@ class RedisBus:
         gone -= self._channels  # followed again in the meantime: stay subscribed
         if not gone or not self.connected.is_set():
             return
-        self._unanswered.update(gone)
+        self._confirmed.asked(gone)
         try:
             await self._pubsub.unsubscribe(*gone)
         except REDIS_DOWN as exc:
@@ -231,7 +235,7 @@ class RedisBus:
                 sent: set[str] = set()
                 # Channels remembered while this subscribe was on its way go out too.
                 while missing := self._channels - sent:
-                    self._unanswered.update(missing)
+                    self._confirmed.asked(missing)
                     sent |= missing
                     await self._pubsub.subscribe(*missing)
                 if self._pubsub.connection is not None:
@@ -274,7 +278,8 @@ class RedisBus:
                 if message["type"] == "message":
                     await on_message(message["channel"].decode(), message["data"])
                 elif message["type"] in ("subscribe", "unsubscribe"):
-                    self._answered(message["channel"].decode())
+                    channel = message["channel"].decode()
+                    self._confirmed.answered(channel, channel in self._channels)
             if now - heard > 2 * self._heartbeat_s:
                 raise ConnectionError("pub/sub connection stalled")
             if now - pinged >= self._heartbeat_s:
@@ -286,20 +291,10 @@ class RedisBus:
     def _on_reconnected(self, _connection: object) -> None:
         self._reconnected = True
 
-    def _answered(self, channel: str) -> None:
-        left = self._unanswered[channel] - 1
-        if left > 0:
-            self._unanswered[channel] = left
-            return
-        del self._unanswered[channel]
-        if channel in self._channels:
-            self._confirmed.add(channel)
-
     async def _reset(self) -> None:
         """A fresh connection for the next attempt; the old one may be half-broken, and
         no subscription counts as ours until Redis confirms it on the new one."""
         self._confirmed.clear()
-        self._unanswered.clear()
         self._reconnected = False
         if self._pubsub.connection is not None:
             # The connection goes back to the pool: its later reconnects are not ours.
