@@ -3,7 +3,7 @@ PostgreSQL, and only for users who share a room with the viewer."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,10 +36,14 @@ async def visible_to(work: Work, actor: Actor, user_ids: Sequence[str]) -> set[s
 
 @dataclass(frozen=True, slots=True)
 class PresenceQuery:
-    """One request for the presence of some users (a `presence.watch`, a REST read)."""
+    """One request for the presence of some users (a `presence.watch`, a REST read); or,
+    `registry_only`, for the registry's state and versions alone, of users the actor was
+    allowed to see by a read just before (a watch's second look, `PresenceReads.watch`):
+    its states carry no last seen."""
 
     actor: Actor
     user_ids: tuple[str, ...]
+    registry_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,7 @@ async def presence_of_many(
     is refused as a whole if any one of its users shares no room with its actor."""
     wanted: list[list[str] | ChatError] = []
     pairs: list[tuple[str, str]] = []
+    everyone: set[str] = set()
     for query in queries:
         try:
             ids = _wanted(query)
@@ -73,17 +78,24 @@ async def presence_of_many(
             wanted.append(exc)
             continue
         wanted.append(ids)
-        pairs += [(query.actor.user_id, user_id) for user_id in ids]
-    # The statement, then Redis once the connection is back in the pool.
-    async with work() as batch:
-        rows = iter(await batched.presence_rows(batch.db, pairs))
-    now = await presence.snapshot({user_id for _, user_id in pairs}) if pairs else None
+        everyone.update(ids)
+        if not query.registry_only:
+            pairs += [(query.actor.user_id, user_id) for user_id in ids]
+    rows: Iterator[tuple[bool, datetime | None]] = iter(())
+    if pairs:
+        # The statement, then Redis once the connection is back in the pool.
+        async with work() as batch:
+            rows = iter(await batched.presence_rows(batch.db, pairs))
+    now = await presence.snapshot(everyone) if everyone else None
     answers: list[PresenceView | ChatError] = []
-    for asked in wanted:
+    for query, asked in zip(queries, wanted, strict=True):
         if isinstance(asked, ChatError):
             answers.append(asked)
             continue
-        seen = [next(rows) for _ in asked]
+        if query.registry_only:
+            seen: list[tuple[bool, datetime | None]] = [(True, None)] * len(asked)
+        else:
+            seen = [next(rows) for _ in asked]
         if not all(visible for visible, _ in seen):
             answers.append(Forbidden("presence is shown only for users who share a room with you"))
             continue
@@ -139,7 +151,9 @@ class PresenceReads:
         ids = [state.user_id for state in first.states]
         await follow(ids)
         try:
-            again = await self._presence.snapshot(ids)
+            again = await self._lanes.submit(
+                actor.user_id, PresenceQuery(actor, tuple(ids), registry_only=True)
+            )
         except Exception as exc:
             if not store_down(exc):
                 raise
