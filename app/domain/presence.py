@@ -3,7 +3,7 @@ PostgreSQL, and only for users who share a room with the viewer."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,14 +36,10 @@ async def visible_to(work: Work, actor: Actor, user_ids: Sequence[str]) -> set[s
 
 @dataclass(frozen=True, slots=True)
 class PresenceQuery:
-    """One request for the presence of some users (a `presence.watch`, a REST read); or,
-    `registry_only`, for the registry's state and versions alone, of users the actor was
-    allowed to see by a read just before (a watch's second look, `PresenceReads.watch`):
-    its states carry no last seen."""
+    """One request for the presence of some users (a `presence.watch`, a REST read)."""
 
     actor: Actor
     user_ids: tuple[str, ...]
-    registry_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +66,6 @@ async def presence_of_many(
     is refused as a whole if any one of its users shares no room with its actor."""
     wanted: list[list[str] | ChatError] = []
     pairs: list[tuple[str, str]] = []
-    everyone: set[str] = set()
     for query in queries:
         try:
             ids = _wanted(query)
@@ -78,24 +73,17 @@ async def presence_of_many(
             wanted.append(exc)
             continue
         wanted.append(ids)
-        everyone.update(ids)
-        if not query.registry_only:
-            pairs += [(query.actor.user_id, user_id) for user_id in ids]
-    rows: Iterator[tuple[bool, datetime | None]] = iter(())
-    if pairs:
-        # The statement, then Redis once the connection is back in the pool.
-        async with work() as batch:
-            rows = iter(await batched.presence_rows(batch.db, pairs))
-    now = await presence.snapshot(everyone) if everyone else None
+        pairs += [(query.actor.user_id, user_id) for user_id in ids]
+    # The statement, then Redis once the connection is back in the pool.
+    async with work() as batch:
+        rows = iter(await batched.presence_rows(batch.db, pairs))
+    now = await presence.snapshot({user_id for _, user_id in pairs}) if pairs else None
     answers: list[PresenceView | ChatError] = []
-    for query, asked in zip(queries, wanted, strict=True):
+    for asked in wanted:
         if isinstance(asked, ChatError):
             answers.append(asked)
             continue
-        if query.registry_only:
-            seen: list[tuple[bool, datetime | None]] = [(True, None)] * len(asked)
-        else:
-            seen = [next(rows) for _ in asked]
+        seen = [next(rows) for _ in asked]
         if not all(visible for visible, _ in seen):
             answers.append(Forbidden("presence is shown only for users who share a room with you"))
             continue
@@ -135,36 +123,23 @@ class PresenceReads:
         self,
         actor: Actor,
         user_ids: Sequence[str],
-        follow: Callable[[list[str]], Awaitable[None]],
+        follow: Callable[[Sequence[str]], Awaitable[None]],
+        before: Sequence[str],
     ) -> PresenceView:
-        """The presence of users a connection starts to follow (`follow` subscribes it to
-        their reports, and returns once Redis has the subscription), exact as of the
-        answer.
+        """The presence of users a connection starts to follow, exact as of the answer.
 
-        The read comes first, as it refuses users who share no room with the actor and
-        nothing about them may reach the connection. A transition between that read and
-        the subscription reaches no watcher here, so the registry is read again once
-        subscribed, and a user whose version moved meanwhile is read again. Every later
-        transition comes as a report (see `PresenceHolds`, which keeps reports back
-        until this answer is out and drops those it already covers)."""
-        first = await self.read(actor, user_ids)
-        ids = [state.user_id for state in first.states]
-        await follow(ids)
+        `follow` subscribes the connection to the users' reports, and returns once Redis
+        has the subscription; only then are they read, so a transition is either in the
+        read or reported after it, never lost in between. The reports wait until the
+        answer is out, and those it already covers are dropped (`app.ws.holds`), which
+        also keeps anything about a user the read refuses (one who shares no room with
+        the actor) from reaching the connection: it then follows `before` again."""
+        await follow(user_ids)
         try:
-            again = await self._lanes.submit(
-                actor.user_id, PresenceQuery(actor, tuple(ids), registry_only=True)
-            )
-        except Exception as exc:
-            if not store_down(exc):
-                raise
-            return first  # Redis went away meanwhile: reports are lost anyway; it resyncs
-        moved = [u for u in ids if again.versions.get(u) != first.versions.get(u)]
-        if not moved:
-            return first
-        fresh = await self.read(actor, moved)
-        by_user = {state.user_id: state for state in fresh.states}
-        states = [by_user.get(state.user_id, state) for state in first.states]
-        return PresenceView(states, {**first.versions, **fresh.versions})
+            return await self.read(actor, user_ids)
+        except Exception:
+            await follow(before)
+            raise
 
     async def _apply(
         self, batch: list[PresenceQuery], turn: Turn

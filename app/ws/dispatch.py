@@ -134,7 +134,7 @@ async def on_presence_watch(peer: Peer, frame: frames.PresenceWatchFrame) -> Rep
     fanout.hold_presence(conn)
     try:
         view = await peer.services.presence_reads.watch(
-            peer.actor, frame.user_ids, functools.partial(fanout.watch, conn)
+            peer.actor, frame.user_ids, functools.partial(fanout.watch, conn), list(conn.watching)
         )
     except BaseException:
         fanout.release_presence(conn, None)

@@ -54,3 +54,16 @@ async def test_a_wait_for_what_is_confirmed_already_returns_at_once() -> None:
     confirmations.answered("a", followed=True)
 
     assert await confirmations.until(["a"], timeout_s=0)
+
+
+async def test_every_wait_for_a_channel_ends_when_it_is_confirmed() -> None:
+    confirmations = Confirmations()
+    confirmations.asked(["a"])
+    first = asyncio.create_task(confirmations.until(["a"], timeout_s=5))
+    second = asyncio.create_task(confirmations.until(["a", "b"], timeout_s=5))
+    await asyncio.sleep(0)
+
+    confirmations.answered("a", followed=True)
+    confirmations.answered("b", followed=True)
+
+    assert await asyncio.wait_for(asyncio.gather(first, second), 5) == [True, True]

@@ -18,8 +18,9 @@ class Confirmations:
     def __init__(self) -> None:
         self._confirmed: set[str] = set()
         self._unanswered: Counter[str] = Counter()
-        # Callers of `until`: the channels each still waits for, and its future.
-        self._awaiting: list[tuple[set[str], asyncio.Future[None]]] = []
+        # Callers of `until` by channel they wait for: the channels each still waits for,
+        # and its future (by channel, as thousands may wait at once in a reconnect storm).
+        self._awaiting: dict[str, list[tuple[set[str], asyncio.Future[None]]]] = {}
 
     def __contains__(self, channel: str) -> bool:
         return channel in self._confirmed
@@ -42,7 +43,7 @@ class Confirmations:
         if not followed:
             return
         self._confirmed.add(channel)
-        for pending, confirmed in self._awaiting:
+        for pending, confirmed in self._awaiting.pop(channel, ()):
             pending.discard(channel)
             if not pending and not confirmed.done():
                 confirmed.set_result(None)
@@ -57,10 +58,17 @@ class Confirmations:
         pending = {c for c in channels if c not in self._confirmed}
         if not pending:
             return True
-        entry = (pending, asyncio.get_running_loop().create_future())
-        self._awaiting.append(entry)
+        confirmed = asyncio.get_running_loop().create_future()
+        entry = (pending, confirmed)
+        for channel in pending:
+            self._awaiting.setdefault(channel, []).append(entry)
         try:
-            done, _ = await asyncio.wait({entry[1]}, timeout=timeout_s)
+            done, _ = await asyncio.wait({confirmed}, timeout=timeout_s)
         finally:
-            self._awaiting.remove(entry)
+            for channel in pending:  # those still pending: the others were popped
+                waiting = self._awaiting.get(channel)
+                if waiting is not None:
+                    waiting.remove(entry)
+                    if not waiting:
+                        del self._awaiting[channel]
         return bool(done)
