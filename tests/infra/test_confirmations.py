@@ -66,4 +66,4 @@ async def test_every_wait_for_a_channel_ends_when_it_is_confirmed() -> None:
     confirmations.answered("a", followed=True)
     confirmations.answered("b", followed=True)
 
-    assert await asyncio.wait_for(asyncio.gather(first, second), 5) == [True, True]
+    assert list(await asyncio.wait_for(asyncio.gather(first, second), 5)) == [True, True]
