@@ -218,3 +218,19 @@ async def test_until_subscribed_returns_once_redis_counts_the_subscription(
 
     assert confirmed
     assert await redis.pubsub_numsub(channel) == [(channel.encode(), 1)]
+
+
+async def test_until_subscribed_does_not_wait_while_the_bus_is_down(
+    start: Callable[..., Instance],
+) -> None:
+    instance = start()
+    await asyncio.wait_for(instance.bus.connected.wait(), WAIT_S)
+    instance.bus.connected.clear()  # as the reader does when its connection fails
+    channel = channels.watch(new_user_id("watched"))
+    await instance.bus.subscribe([channel])  # remembered, to subscribe once back
+
+    started = asyncio.get_running_loop().time()
+    confirmed = await instance.bus.until_subscribed([channel], timeout_s=WAIT_S)
+
+    assert not confirmed
+    assert asyncio.get_running_loop().time() - started < WAIT_S / 2

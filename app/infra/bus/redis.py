@@ -191,9 +191,11 @@ class RedisBus:
 
     async def until_subscribed(self, names: Iterable[str], timeout_s: float = TIMEOUT_S) -> bool:
         """Wait until Redis has confirmed this instance's subscription to each channel it
-        follows of `names`: a publish Redis runs from then on reaches it. False if that
-        took longer than `timeout_s` (Redis away: the reader resyncs the clients once it
-        is back)."""
+        follows of `names`: a publish Redis runs from then on reaches it. False at once
+        while the subscription connection is down, or if it took longer than `timeout_s`
+        (either way the reader resyncs the clients once Redis is back)."""
+        if not self.connected.is_set():
+            return False
         return await self._confirmed.until((n for n in names if n in self._channels), timeout_s)
 
     async def unsubscribe(self, names: Iterable[str]) -> None:
