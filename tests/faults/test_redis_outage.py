@@ -44,8 +44,10 @@ OUTAGE_S = 2.0
 CONVERGE_S = 5.0
 # How long the scenario waits at most (longer than the bound, so a miss is measured).
 OBSERVE_S = 15.0
-# /readyz is watched until this long after Redis' return.
-READY_SEEN_S = 3.0
+# /readyz is watched until this long after Redis' return: long enough for several probes
+# past the 2 s an instance is given to be ready again, on a machine the rest of the suite
+# keeps busy (at 3 s, a window of about one second, this test failed in two full runs).
+READY_SEEN_S = 5.0
 
 
 @dataclass
