@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 import structlog
 
 from app.ws.connection import CLOSE_TOO_SLOW, TOO_SLOW_REASON, Connection
+from app.ws.registry import newer_version
 
 log = structlog.get_logger(__name__)
 
@@ -88,8 +89,7 @@ class PresenceHolds:
         for user_id, (version, data) in reports.items():
             if user_id not in conn.watching:
                 continue
-            said = answered.get(user_id) if answered is not None else None
-            if said is None or version is None or version > said:
+            if newer_version(version, answered.get(user_id) if answered is not None else None):
                 out.append(data)
         return out
 

@@ -16,6 +16,13 @@ from app.infra.metrics import Metrics
 from app.ws.connection import Connection
 
 
+def newer_version(version: int | None, than: int | None) -> bool:
+    """Whether a presence report at `version` is to be passed on to a watcher who was
+    last told the state at `than`: unversioned reports (Redis could not be read) always
+    are, as is any report to a watcher told nothing versioned yet."""
+    return version is None or than is None or version > than
+
+
 class LocalRegistry:
     def __init__(self, bus: RedisBus, metrics: Metrics, room_gone: Callable[[str], None]) -> None:
         self._bus = bus
@@ -86,8 +93,7 @@ class LocalRegistry:
         and an older one must not have the last word), or unversioned."""
         if version is None:
             return True
-        last = self._presence_versions.get(user_id)
-        if last is not None and version <= last:
+        if not newer_version(version, self._presence_versions.get(user_id)):
             return False
         if user_id in self._watchers:
             self._presence_versions[user_id] = version
