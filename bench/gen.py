@@ -157,8 +157,35 @@ def _entry(pipe: Pipe, factory: str, spec: dict[str, Any]) -> None:
     uvloop.run(_serve(pipe, worker_cls, spec))
 
 
+class Lateness:
+    """How late this process's event loop wakes: a timer every `interval_s`, and the
+    longest delay past it. A generator that stalls (a collection, a long turn, a wait
+    for a core) sends late and stamps receptions late, and the figures would charge that
+    to the server; this says how much of a step's tail could be the generator's own."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.longest_s = 0.0
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(self.interval_s)
+            self.longest_s = max(self.longest_s, time.monotonic() - before - self.interval_s)
+
+    def take(self) -> float:
+        """The longest lateness since the last call, in ms."""
+        longest, self.longest_s = self.longest_s, 0.0
+        return longest * 1000
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
 async def _serve(pipe: Pipe, worker_cls: Any, spec: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
+    lateness = Lateness()
     worker = worker_cls(spec)
     while True:
         command, args = await loop.run_in_executor(None, pipe.recv)
@@ -174,6 +201,7 @@ async def _serve(pipe: Pipe, worker_cls: Any, spec: dict[str, Any]) -> None:
             result = {"error": traceback.format_exc()}
         result["gen_cpu_s"] = time.process_time() - cpu
         result["gen_wall_s"] = time.monotonic() - wall
+        result["gen_late_ms"] = lateness.take()
         pipe.send(result)
 
 
@@ -236,4 +264,5 @@ def generator_figures(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "gen_cpu_s": round(cpu, 3),
         "gen_busiest_core": round(busiest, 2),
         "gen_saturated": busiest >= SATURATED,
+        "gen_loop_late_max_ms": round(max(r.get("gen_late_ms", 0.0) for r in results), 1),
     }
