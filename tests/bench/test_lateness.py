@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bench.gen import Lateness
+from bench.lateness import Lateness
 
 
 def _stall_the_loop(seconds: float) -> None:
