@@ -12,7 +12,6 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
-    Identity,
     Index,
     MetaData,
     String,
@@ -149,18 +148,14 @@ class Receipt(SQLModel, table=True):
     """
 
     __tablename__ = "receipts"
-    __table_args__ = (
-        CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
-        Index(None, "room_id", "user_id", "kind", "up_to_seq"),
-    )
+    # Keyed by the move itself (no surrogate id): a watermark of one kind only moves up,
+    # so it reaches a seq at most once, and every read goes by this key (migration 0003).
+    __table_args__ = (CheckConstraint("kind IN ('delivered', 'read')", name="kind"),)
 
-    id: int | None = Field(
-        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
-    )
-    room_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
-    user_id: str = Field(sa_column=Column(String(64), nullable=False))
-    kind: str = Field(sa_column=Column(String(10), nullable=False))
-    up_to_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    room_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    user_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    kind: str = Field(sa_column=Column(String(10), primary_key=True))
+    up_to_seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
     at: datetime = _ts(default=True)
 
 
