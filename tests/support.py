@@ -1,4 +1,5 @@
-"""What the tests share: store locations, tokens, and a thin typed client of the REST API."""
+"""What the tests share: store locations, tokens, a thin typed client of the REST API, and
+one SQL statement run from synchronous code."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from app.auth.tokens import issue
@@ -20,6 +22,21 @@ class Stores:
     database_url: str
     redis_url: str
     data_dir: Path
+
+
+def run_sql(database_url: str, statement: str, *args: object) -> list[asyncpg.Record]:
+    """Run one statement on its own connection, from synchronous code (a fixture, or a
+    test between Alembic commands, which run their own event loop); returns its rows."""
+
+    async def run() -> list[asyncpg.Record]:
+        dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(dsn)
+        try:
+            return list(await conn.fetch(statement, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
 
 
 def new_user_id(prefix: str = "u") -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 
-import asyncpg
 from alembic import command
 
 from app.infra.migrate import alembic_config
+from tests.support import run_sql
 
 
 def test_upgraded_schema_matches_the_models(scratch_database: str) -> None:
@@ -26,17 +25,6 @@ def test_migrations_downgrade_to_nothing_and_upgrade_again(scratch_database: str
     command.check(config)
 
 
-def _run(url: str, statement: str, *args: object) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
-            return list(await conn.fetch(statement, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
 def test_receipts_keyed_by_move_keep_the_first_row_of_a_move_stored_twice(
     scratch_database: str,
 ) -> None:
@@ -45,7 +33,7 @@ def test_receipts_keyed_by_move_keep_the_first_row_of_a_move_stored_twice(
     room = uuid.uuid4()
     first, again, later = (datetime(2026, 1, 1, 0, 0, s, tzinfo=UTC) for s in (1, 2, 3))
     for seq, at in ((5, first), (5, again), (7, later)):
-        _run(
+        run_sql(
             scratch_database,
             "INSERT INTO receipts (room_id, user_id, kind, up_to_seq, at)"
             " VALUES ($1, 'u1', 'delivered', $2, $3)",
@@ -56,5 +44,5 @@ def test_receipts_keyed_by_move_keep_the_first_row_of_a_move_stored_twice(
 
     command.upgrade(config, "head")
 
-    rows = _run(scratch_database, "SELECT up_to_seq, at FROM receipts ORDER BY up_to_seq")
+    rows = run_sql(scratch_database, "SELECT up_to_seq, at FROM receipts ORDER BY up_to_seq")
     assert [(row["up_to_seq"], row["at"]) for row in rows] == [(5, first), (7, later)]
